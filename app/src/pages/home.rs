@@ -1,0 +1,40 @@
+//! The landing page: what the appliance is and a live status check.
+
+use leptos::prelude::*;
+
+use crate::status::server_status;
+
+/// The landing page. The "Check server" button works only once the wasm client has hydrated the page: it calls
+/// the `server_status` server function and shows the answer.
+#[component]
+pub fn HomePage() -> impl IntoView {
+    let check = Action::new(|_: &()| server_status());
+    let checks = RwSignal::new(0u32);
+    let answer = move || match check.value().get() {
+        None => "not checked yet".to_string(),
+        Some(Ok(s)) => format!(
+            "alignbox {} on {}, up {} s, store {} bytes",
+            s.version, s.backend, s.uptime_s, s.store_bytes
+        ),
+        Some(Err(e)) => format!("server unreachable: {e}"),
+    };
+    view! {
+        <section class="hero">
+            <h1>"alignbox"</h1>
+            <p>"Rank answers, train the reward model, align the policy: one process, nothing lost."</p>
+        </section>
+        <section class="status">
+            <button
+                id="check-server"
+                on:click=move |_| {
+                    checks.update(|n| *n += 1);
+                    check.dispatch(());
+                }
+            >
+                "Check server"
+            </button>
+            <span id="check-count">{move || format!("checks: {}", checks.get())}</span>
+            <p id="server-status" aria-live="polite">{answer}</p>
+        </section>
+    }
+}

@@ -1,0 +1,28 @@
+//! Server-only state that server functions reach through leptos context.
+
+use std::time::Instant;
+
+use crate::status::StatusReport;
+
+/// Shared state of a running server, provided to every server function as context.
+#[derive(Clone)]
+pub struct ServerContext {
+    /// The open store.
+    pub db: sled::Db,
+    /// When `serve` started.
+    pub started: Instant,
+    /// The trainer backend name, e.g. `cpu-flex`.
+    pub backend: &'static str,
+}
+
+impl ServerContext {
+    /// The status snapshot reported by `/healthz` and the status server function.
+    pub fn status(&self) -> StatusReport {
+        StatusReport {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            backend: self.backend.to_string(),
+            uptime_s: self.started.elapsed().as_secs(),
+            store_bytes: self.db.size_on_disk().unwrap_or(0),
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! A minimal W3C WebDriver client for headless Chromium through chromedriver: just what the browser tests use.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Value};
+
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// A chromedriver process with one headless Chromium session; both end when dropped.
+pub struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+/// A reference to an element in the page.
+#[derive(Clone, Debug)]
+pub struct Element(String);
+
+fn find_binary(names: &[&str]) -> Option<String> {
+    names.iter().find(|p| std::path::Path::new(p).exists()).map(|p| p.to_string())
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium with the flags this machine kind needs (../shared/BUILD.md).
+    pub fn start() -> Browser {
+        let chromium = find_binary(&["/usr/bin/chromium", "/usr/bin/chromium-browser"]).expect(
+            "Chromium is not installed: run scripts/test.sh (it installs chromium and chromium-driver)",
+        );
+        let chromedriver = find_binary(&["/usr/bin/chromedriver"])
+            .expect("chromedriver is not installed: run scripts/test.sh (it installs chromium-driver)");
+        let port = super::free_port();
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn chromedriver");
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while ureq::get(&format!("{base}/status")).call().is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not come up within 30 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=1280,900",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([format!("--user-data-dir={}", profile.path().display())])
+        .collect::<Vec<_>>();
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": chromium, "args": args}
+        }}});
+        let resp: Value = ureq::post(&format!("{base}/session"))
+            .send_json(caps)
+            .expect("create a WebDriver session")
+            .into_json()
+            .unwrap();
+        let session = resp["value"]["sessionId"].as_str().expect("sessionId").to_string();
+        Browser { driver, base, session, _profile: profile }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{}", self.base, self.session, path);
+        let req = ureq::request(method, &url);
+        let resp = match body {
+            Some(b) => req.send_json(b),
+            None => req.call(),
+        };
+        match resp {
+            Ok(r) => r.into_json::<Value>().unwrap()["value"].clone(),
+            Err(ureq::Error::Status(code, r)) => {
+                panic!("WebDriver {method} {path} failed ({code}): {}", r.into_string().unwrap_or_default())
+            }
+            Err(e) => panic!("WebDriver {method} {path}: {e}"),
+        }
+    }
+
+    /// Navigates to `url` and waits for the load event.
+    pub fn goto(&self, url: &str) {
+        self.call("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    /// The first element matching a CSS selector, or None.
+    pub fn find(&self, css: &str) -> Option<Element> {
+        let url = format!("{}/session/{}/element", self.base, self.session);
+        match ureq::post(&url).send_json(json!({"using": "css selector", "value": css})) {
+            Ok(r) => {
+                let v: Value = r.into_json().unwrap();
+                v["value"][ELEMENT_KEY].as_str().map(|s| Element(s.to_string()))
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Waits up to `timeout` for an element matching `css`.
+    pub fn wait_for(&self, css: &str, timeout: Duration) -> Element {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.find(css) {
+                return e;
+            }
+            assert!(Instant::now() < deadline, "no element matches {css} after {timeout:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Clicks an element.
+    pub fn click(&self, el: &Element) {
+        self.call("POST", &format!("/element/{}/click", el.0), Some(json!({})));
+    }
+
+    /// The rendered text of an element.
+    pub fn text(&self, el: &Element) -> String {
+        self.call("GET", &format!("/element/{}/text", el.0), None).as_str().unwrap_or_default().to_string()
+    }
+
+    /// Runs a script in the page and returns its value.
+    pub fn execute(&self, script: &str) -> Value {
+        self.call("POST", "/execute/sync", Some(json!({"script": script, "args": []})))
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = ureq::delete(&format!("{}/session/{}", self.base, self.session)).call();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}

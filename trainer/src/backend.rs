@@ -1,0 +1,25 @@
+//! The compute backend this build of alignbox runs on.
+
+/// The inference backend: burn-flex on the CPU by default, burn-cuda with the `cuda` feature.
+#[cfg(not(feature = "cuda"))]
+pub type Infer = burn::backend::Flex<f32>;
+/// The inference backend: burn-flex on the CPU by default, burn-cuda with the `cuda` feature.
+#[cfg(feature = "cuda")]
+pub type Infer = burn::backend::Cuda<f32>;
+
+/// The training backend: the inference backend with automatic differentiation.
+pub type Train = burn::backend::Autodiff<Infer>;
+
+/// A short human-readable name of the backend, shown in logs, `/healthz` and benchmark output.
+pub fn name() -> &'static str {
+    if cfg!(feature = "cuda") {
+        "cuda"
+    } else {
+        "cpu-flex"
+    }
+}
+
+/// The default device of the backend.
+pub fn default_device() -> burn::tensor::Device<Infer> {
+    Default::default()
+}

@@ -1,0 +1,6 @@
+//! alignbox's trainer: models and training loops on burn.
+//!
+//! The backend is chosen at compile time: burn's pure-Rust `flex` CPU backend by default, `burn-cuda` with the
+//! `cuda` feature. Everything else in the crate is generic over [`burn::tensor::backend::Backend`].
+
+pub mod backend;
