@@ -4,3 +4,8 @@
 //! `cuda` feature. Everything else in the crate is generic over [`burn::tensor::backend::Backend`].
 
 pub mod backend;
+pub mod generate;
+pub mod io;
+pub mod model;
+pub mod rng;
+pub mod tokenizer;

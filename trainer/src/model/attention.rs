@@ -1,0 +1,79 @@
+//! Grouped-query self-attention with rotary positions and an optional KV cache.
+
+use burn::{
+    module::Module,
+    tensor::{activation::softmax, backend::Backend, Bool, Tensor},
+};
+
+use super::{linear::Linear, rope};
+
+/// Self-attention of one decoder layer.
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    /// `[d_model, heads · head_dim]`.
+    pub q_proj: Linear<B>,
+    /// `[d_model, kv_heads · head_dim]`.
+    pub k_proj: Linear<B>,
+    /// `[d_model, kv_heads · head_dim]`.
+    pub v_proj: Linear<B>,
+    /// `[heads · head_dim, d_model]`.
+    pub o_proj: Linear<B>,
+    /// Number of query heads.
+    pub num_heads: usize,
+    /// Number of key/value heads.
+    pub num_kv_heads: usize,
+    /// Width of a head.
+    pub head_dim: usize,
+}
+
+/// Per-forward inputs shared by every layer.
+pub struct AttentionInputs<B: Backend> {
+    /// RoPE cosines `[batch, 1, seq, head_dim]`.
+    pub cos: Tensor<B, 4>,
+    /// RoPE sines `[batch, 1, seq, head_dim]`.
+    pub sin: Tensor<B, 4>,
+    /// `true` where a query may NOT attend a key: `[batch, 1, seq, cached + seq]`.
+    pub mask: Tensor<B, 4, Bool>,
+}
+
+impl<B: Backend> Attention<B> {
+    /// `[batch, seq, d_model]` → `[batch, seq, d_model]`. With a cache, `cache` receives this step's keys and
+    /// values and attention covers the cached positions too.
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        inputs: &AttentionInputs<B>,
+        cache: Option<(&mut super::cache::KvCache<B>, usize)>,
+    ) -> Tensor<B, 3> {
+        let [b, s, _] = x.dims();
+        let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        // [b, s, h·d] → [b, h, s, d]
+        let q = self.q_proj.forward(x.clone()).reshape([b, s, h, d]).swap_dims(1, 2);
+        let k = self.k_proj.forward(x.clone()).reshape([b, s, kvh, d]).swap_dims(1, 2);
+        let v = self.v_proj.forward(x).reshape([b, s, kvh, d]).swap_dims(1, 2);
+        let q = rope::apply(q, &inputs.cos, &inputs.sin);
+        let k = rope::apply(k, &inputs.cos, &inputs.sin);
+        let (k, v) = match cache {
+            Some((cache, layer)) => cache.append(layer, k, v),
+            None => (k, v),
+        };
+        let t = k.dims()[2];
+        // GQA: [b, kvh, t, d] → [b, h, t, d]; query head i reads key/value head i / (h / kvh).
+        let k = repeat_kv(k, h / kvh);
+        let v = repeat_kv(v, h / kvh);
+        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (d as f64).sqrt()); // [b, h, s, t]
+        let scores = scores.mask_fill(inputs.mask.clone().expand([b, h, s, t]), -1.0e30);
+        let probs = softmax(scores, 3);
+        let out = probs.matmul(v); // [b, h, s, d]
+        self.o_proj.forward(out.swap_dims(1, 2).reshape([b, s, h * d]))
+    }
+}
+
+/// `[b, kv_heads, t, d]` → `[b, kv_heads · n, t, d]`, each kv head repeated `n` times in a row.
+fn repeat_kv<B: Backend>(x: Tensor<B, 4>, n: usize) -> Tensor<B, 4> {
+    if n == 1 {
+        return x;
+    }
+    let [b, kvh, t, d] = x.dims();
+    x.unsqueeze_dim::<5>(2).expand([b, kvh, n, t, d]).reshape([b, kvh * n, t, d])
+}

@@ -1,0 +1,97 @@
+//! Rotary position embeddings (RoPE) with the frequency scalings of HF configs.
+//!
+//! The cos/sin tables are computed on the host for exactly the positions of a batch (left padding makes positions
+//! differ per sequence), then uploaded: `[batch, 1, seq, head_dim]`, HF's "rotate half" layout.
+
+use burn::tensor::{backend::Backend, Tensor, TensorData};
+
+use super::config::{LlamaConfig, RopeScaling};
+
+/// Inverse frequencies of one head, `head_dim / 2` of them, with scaling applied.
+#[derive(Clone, Debug)]
+pub struct Rope {
+    inv_freq: Vec<f64>,
+    head_dim: usize,
+}
+
+impl Rope {
+    /// The frequencies for a configuration.
+    pub fn new(config: &LlamaConfig) -> Self {
+        let d = config.head_dim;
+        let base: Vec<f64> =
+            (0..d / 2).map(|i| 1.0 / config.rope_theta.powf((2 * i) as f64 / d as f64)).collect();
+        let inv_freq = match &config.rope_scaling {
+            RopeScaling::None => base,
+            RopeScaling::Linear { factor } => base.iter().map(|f| f / factor).collect(),
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            } => {
+                let old = *original_max_position_embeddings as f64;
+                let low_wavelen = old / low_freq_factor;
+                let high_wavelen = old / high_freq_factor;
+                base.iter()
+                    .map(|&f| {
+                        let wavelen = 2.0 * std::f64::consts::PI / f;
+                        if wavelen < high_wavelen {
+                            f
+                        } else if wavelen > low_wavelen {
+                            f / factor
+                        } else {
+                            let smooth =
+                                (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                            (1.0 - smooth) * f / factor + smooth * f
+                        }
+                    })
+                    .collect()
+            }
+        };
+        Self { inv_freq, head_dim: d }
+    }
+
+    /// cos and sin tables for `positions[b][s]`, each `[batch, 1, seq, head_dim]`.
+    pub fn tables<B: Backend>(
+        &self,
+        positions: &[Vec<usize>],
+        device: &B::Device,
+    ) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        let b = positions.len();
+        let s = positions.first().map_or(0, Vec::len);
+        let d = self.head_dim;
+        let half = d / 2;
+        let mut cos = Vec::with_capacity(b * s * d);
+        let mut sin = Vec::with_capacity(b * s * d);
+        let mut row_cos = vec![0f32; d];
+        let mut row_sin = vec![0f32; d];
+        for seq in positions {
+            for &p in seq {
+                for (i, f) in self.inv_freq.iter().enumerate() {
+                    // Computed in f32 like transformers (position · inv_freq in float32).
+                    let angle = p as f32 * (*f as f32);
+                    let (sn, cs) = angle.sin_cos();
+                    row_cos[i] = cs;
+                    row_cos[i + half] = cs;
+                    row_sin[i] = sn;
+                    row_sin[i + half] = sn;
+                }
+                cos.extend_from_slice(&row_cos);
+                sin.extend_from_slice(&row_sin);
+            }
+        }
+        let cos = Tensor::from_data(TensorData::new(cos, [b, 1, s, d]), device);
+        let sin = Tensor::from_data(TensorData::new(sin, [b, 1, s, d]), device);
+        (cos, sin)
+    }
+}
+
+/// Applies the rotation: `[batch, heads, seq, head_dim]` with tables `[batch, 1, seq, head_dim]`.
+pub fn apply<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>) -> Tensor<B, 4> {
+    let [b, h, s, d] = x.dims();
+    let half = d / 2;
+    let x1 = x.clone().slice([0..b, 0..h, 0..s, 0..half]);
+    let x2 = x.clone().slice([0..b, 0..h, 0..s, half..d]);
+    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+    x.mul(cos.clone()).add(rotated.mul(sin.clone()))
+}

@@ -1,0 +1,185 @@
+//! Host-side tensors under HF parameter names, and the conversion between them and [`Llama`].
+//!
+//! Every loader (safetensors, GGUF) produces a [`TensorMap`] in HF naming and layout; every exporter consumes one.
+
+use std::collections::BTreeMap;
+
+use burn::{
+    module::Param,
+    tensor::{backend::Backend, Tensor, TensorData},
+};
+
+use super::{
+    attention::Attention,
+    config::LlamaConfig,
+    linear::Linear,
+    llama::{DecoderLayer, Llama},
+    mlp::Mlp,
+    norm::RmsNorm,
+    rope::Rope,
+};
+
+/// A dense f32 tensor on the host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostTensor {
+    /// Dimensions, outermost first (HF / PyTorch order).
+    pub shape: Vec<usize>,
+    /// Row-major values.
+    pub data: Vec<f32>,
+}
+
+impl HostTensor {
+    /// A tensor, checking that the data fills the shape.
+    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
+        assert_eq!(shape.iter().product::<usize>(), data.len(), "data does not fill shape {shape:?}");
+        Self { shape, data }
+    }
+}
+
+/// Tensors by HF parameter name (`model.layers.0.self_attn.q_proj.weight`, …).
+pub type TensorMap = BTreeMap<String, HostTensor>;
+
+/// Why weights do not fit a configuration.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum WeightError {
+    /// A parameter the configuration needs is absent.
+    #[error("weight `{0}` is missing")]
+    Missing(String),
+    /// A parameter has the wrong shape.
+    #[error("weight `{name}` has shape {found:?}, expected {expected:?}")]
+    Shape { name: String, expected: Vec<usize>, found: Vec<usize> },
+    /// Parameters that belong to no part of the model (nothing is silently dropped).
+    #[error("unexpected weights (not part of this configuration): {}", .0.join(", "))]
+    Unexpected(Vec<String>),
+}
+
+struct Take<'a, B: Backend> {
+    map: &'a mut TensorMap,
+    device: &'a B::Device,
+}
+
+impl<B: Backend> Take<'_, B> {
+    fn raw(&mut self, name: &str, expected: &[usize]) -> Result<HostTensor, WeightError> {
+        let t = self.map.remove(name).ok_or_else(|| WeightError::Missing(name.to_string()))?;
+        if t.shape != expected {
+            return Err(WeightError::Shape {
+                name: name.into(),
+                expected: expected.to_vec(),
+                found: t.shape,
+            });
+        }
+        Ok(t)
+    }
+    fn t1(&mut self, name: &str, n: usize) -> Result<Tensor<B, 1>, WeightError> {
+        let t = self.raw(name, &[n])?;
+        Ok(Tensor::from_data(TensorData::new(t.data, [n]), self.device))
+    }
+    fn t2(&mut self, name: &str, rows: usize, cols: usize) -> Result<Tensor<B, 2>, WeightError> {
+        let t = self.raw(name, &[rows, cols])?;
+        Ok(Tensor::from_data(TensorData::new(t.data, [rows, cols]), self.device))
+    }
+    fn linear(
+        &mut self,
+        prefix: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+    ) -> Result<Linear<B>, WeightError> {
+        let w = self.t2(&format!("{prefix}.weight"), d_out, d_in)?;
+        let b = if bias { Some(self.t1(&format!("{prefix}.bias"), d_out)?) } else { None };
+        Ok(Linear::from_hf(w, b))
+    }
+}
+
+/// Builds the model from HF-named tensors. Consumes what it uses; anything left over is an error.
+pub fn from_tensors<B: Backend>(
+    config: &LlamaConfig,
+    mut map: TensorMap,
+    device: &B::Device,
+) -> Result<Llama<B>, WeightError> {
+    // Buffers some checkpoints carry that are recomputed from the config.
+    map.retain(|k, _| !k.ends_with("rotary_emb.inv_freq"));
+    if config.tie_word_embeddings {
+        map.remove("lm_head.weight");
+    }
+    let c = config;
+    let (d, f, v) = (c.hidden_size, c.intermediate_size, c.vocab_size);
+    let (q_dim, kv_dim) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
+    let mut take = Take::<B> { map: &mut map, device };
+    let embed_tokens = Param::from_tensor(take.t2("model.embed_tokens.weight", v, d)?);
+    let mut layers = Vec::with_capacity(c.num_layers);
+    for i in 0..c.num_layers {
+        let p = format!("model.layers.{i}");
+        let self_attn = Attention {
+            q_proj: take.linear(&format!("{p}.self_attn.q_proj"), d, q_dim, c.qkv_bias)?,
+            k_proj: take.linear(&format!("{p}.self_attn.k_proj"), d, kv_dim, c.qkv_bias)?,
+            v_proj: take.linear(&format!("{p}.self_attn.v_proj"), d, kv_dim, c.qkv_bias)?,
+            o_proj: take.linear(&format!("{p}.self_attn.o_proj"), q_dim, d, false)?,
+            num_heads: c.num_heads,
+            num_kv_heads: c.num_kv_heads,
+            head_dim: c.head_dim,
+        };
+        let mlp = Mlp {
+            gate_proj: take.linear(&format!("{p}.mlp.gate_proj"), d, f, false)?,
+            up_proj: take.linear(&format!("{p}.mlp.up_proj"), d, f, false)?,
+            down_proj: take.linear(&format!("{p}.mlp.down_proj"), f, d, false)?,
+        };
+        layers.push(DecoderLayer {
+            input_layernorm: RmsNorm::new(
+                take.t1(&format!("{p}.input_layernorm.weight"), d)?,
+                c.rms_norm_eps,
+            ),
+            self_attn,
+            post_attention_layernorm: RmsNorm::new(
+                take.t1(&format!("{p}.post_attention_layernorm.weight"), d)?,
+                c.rms_norm_eps,
+            ),
+            mlp,
+        });
+    }
+    let norm = RmsNorm::new(take.t1("model.norm.weight", d)?, c.rms_norm_eps);
+    let lm_head = if c.tie_word_embeddings { None } else { Some(take.linear("lm_head", d, v, false)?) };
+    if !map.is_empty() {
+        return Err(WeightError::Unexpected(map.into_keys().collect()));
+    }
+    Ok(Llama { embed_tokens, layers, norm, lm_head, config: c.clone(), rope: Rope::new(c) })
+}
+
+fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> HostTensor {
+    let shape = t.dims().to_vec();
+    let data = t.into_data().convert::<f32>().to_vec::<f32>().expect("f32 tensor");
+    HostTensor::new(shape, data)
+}
+
+/// The model's parameters under HF names and layouts (the inverse of [`from_tensors`]).
+pub fn to_tensors<B: Backend>(model: &Llama<B>) -> TensorMap {
+    let mut map = TensorMap::new();
+    let put_linear = |map: &mut TensorMap, name: String, l: &Linear<B>| {
+        map.insert(format!("{name}.weight"), host(l.hf_weight()));
+        if let Some(b) = &l.bias {
+            map.insert(format!("{name}.bias"), host(b.val()));
+        }
+    };
+    map.insert("model.embed_tokens.weight".into(), host(model.embed_tokens.val()));
+    for (i, layer) in model.layers.iter().enumerate() {
+        let p = format!("model.layers.{i}");
+        let a = &layer.self_attn;
+        put_linear(&mut map, format!("{p}.self_attn.q_proj"), &a.q_proj);
+        put_linear(&mut map, format!("{p}.self_attn.k_proj"), &a.k_proj);
+        put_linear(&mut map, format!("{p}.self_attn.v_proj"), &a.v_proj);
+        put_linear(&mut map, format!("{p}.self_attn.o_proj"), &a.o_proj);
+        put_linear(&mut map, format!("{p}.mlp.gate_proj"), &layer.mlp.gate_proj);
+        put_linear(&mut map, format!("{p}.mlp.up_proj"), &layer.mlp.up_proj);
+        put_linear(&mut map, format!("{p}.mlp.down_proj"), &layer.mlp.down_proj);
+        map.insert(format!("{p}.input_layernorm.weight"), host(layer.input_layernorm.weight.val()));
+        map.insert(
+            format!("{p}.post_attention_layernorm.weight"),
+            host(layer.post_attention_layernorm.weight.val()),
+        );
+    }
+    map.insert("model.norm.weight".into(), host(model.norm.weight.val()));
+    if let Some(head) = &model.lm_head {
+        put_linear(&mut map, "lm_head".into(), head);
+    }
+    map
+}
