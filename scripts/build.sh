@@ -2,7 +2,7 @@
 # Builds everything the appliance needs on a fresh machine of this kind:
 #   1. the wasm32 target and the wasm-bindgen CLI that matches Cargo.lock (installed once),
 #   2. the hydrating client bundle into target/site/pkg (wasm + js + css),
-#   3. the release `alignbox` binary, which embeds that bundle.
+#   3. the release `alignbox` binary, which embeds that bundle (skipped with --client-only: `cargo test` builds it).
 # Idempotent: steps that are already done are skipped by cargo/rustup.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +30,9 @@ wasm-bindgen --target web --no-typescript --out-dir "$site/pkg" --out-name align
   target/wasm32-unknown-unknown/wasm-release/app.wasm
 cp assets/alignbox.css "$site/pkg/alignbox.css"
 
+if [ "${1:-}" = "--client-only" ]; then
+  exit 0
+fi
 log "building the server (release)"
 cargo build --release --workspace --bins
 log "done: target/release/alignbox"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine of this kind: installs what the tests need (Chromium and
-# chromedriver for the browser tests, the embedded default model), builds the client bundle and the release
-# binary, then runs every test of the workspace in the release profile (the same profile as the build, so burn
-# compiles once).
+# chromedriver for the browser tests, the embedded default model for the SmolLM2 tests), builds the client
+# bundle, then builds and runs every test of the workspace in the release profile (the profile scripts/build.sh
+# uses, so burn compiles once).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +17,11 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     || { $sudo_cmd apt-get update >/dev/null && $sudo_cmd apt-get install -y chromium chromium-driver >/dev/null; }
 fi
 
-scripts/build.sh
+# The SmolLM2 tests must run: a missing model is a failure, not a skip.
+ALIGNBOX_SMOLLM2_GGUF=$(scripts/fetch-default-model.sh models-cache)
+export ALIGNBOX_SMOLLM2_GGUF ALIGNBOX_REQUIRE_MODELS=1
+
+scripts/build.sh --client-only
 
 log "running the test suite"
 cargo test --release --workspace "$@"

@@ -13,6 +13,8 @@ pub struct ServerContext {
     pub started: Instant,
     /// The trainer backend name, e.g. `cpu-flex`.
     pub backend: &'static str,
+    /// The default base policy's version id, if one is registered.
+    pub policy: Option<String>,
 }
 
 impl ServerContext {
@@ -23,6 +25,7 @@ impl ServerContext {
             backend: self.backend.to_string(),
             uptime_s: self.started.elapsed().as_secs(),
             store_bytes: self.db.size_on_disk().unwrap_or(0),
+            policy: self.policy.clone(),
         }
     }
 }

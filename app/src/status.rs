@@ -14,6 +14,8 @@ pub struct StatusReport {
     pub uptime_s: u64,
     /// Bytes the store occupies on disk.
     pub store_bytes: u64,
+    /// The default base policy's version id, if one is registered.
+    pub policy: Option<String>,
 }
 
 /// Reads the running server's status; called from the home page's "Check server" button.

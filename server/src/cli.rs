@@ -7,7 +7,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// alignbox: rank answers in the browser, train a reward model on the rankings, and align the policy against it
 /// (SFT, reward model, PPO, DPO), all in one process.
 ///
-/// Start the appliance with `alignbox serve`, then open the printed address in a browser.
+/// Start the appliance with `alignbox serve`, then open the printed address in a browser. Models are managed
+/// with `alignbox models`, tried with `alignbox generate`, and measured with `alignbox bench`.
 #[derive(Debug, Parser)]
 #[command(name = "alignbox", version, about, long_about, propagate_version = true)]
 pub struct Cli {
@@ -33,6 +34,22 @@ pub enum LogFormat {
 pub enum Command {
     /// Start the web app (annotation, operator pages) and the training loop on a data directory.
     Serve(ServeArgs),
+    /// Import, list and export model versions (HF directories and GGUF files).
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Generate an answer from a stored policy (the default base policy unless --model is given).
+    Generate(GenerateArgs),
+    /// Run a benchmark workload of ../shared/WORKLOAD.md and print one JSON line per result.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// The data directory option shared by commands that read or write it.
+#[derive(Debug, Args, Clone)]
+pub struct DataArgs {
+    /// Where the store (sled), models and checkpoints live.
+    #[arg(long, env = "ALIGNBOX_DATA_DIR", default_value = "./alignbox-data")]
+    pub data_dir: PathBuf,
 }
 
 /// Options of `alignbox serve`.
@@ -42,12 +59,122 @@ pub struct ServeArgs {
     #[arg(long, env = "ALIGNBOX_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
 
-    /// Where the store (sled), models and checkpoints live. Only one `serve` may use a directory at a time.
-    #[arg(long, env = "ALIGNBOX_DATA_DIR", default_value = "./alignbox-data")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+
+    /// A model (HF directory or .gguf) to import and make the base policy when the data directory has none.
+    #[arg(long, env = "ALIGNBOX_DEFAULT_MODEL")]
+    pub default_model: Option<PathBuf>,
 
     /// A directory holding `pkg/alignbox.js`, `pkg/alignbox_bg.wasm` and `pkg/alignbox.css`, used when the
     /// client bundle was not embedded at build time or to override it.
     #[arg(long, env = "ALIGNBOX_SITE_ROOT")]
     pub site_root: Option<PathBuf>,
+}
+
+/// `alignbox models …`.
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Import an HF directory (config.json, safetensors, tokenizer.json) or a GGUF file as a new policy version.
+    /// The model is loaded and checked first; on any error nothing is stored.
+    Import {
+        /// The HF directory or .gguf file.
+        path: PathBuf,
+        /// Version id (default: derived from the file or directory name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Also make it the default base policy.
+        #[arg(long)]
+        default: bool,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// List stored versions (the default base policy is marked with *).
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Write a version as an HF directory (config.json, model.safetensors, tokenizer files) that transformers
+    /// loads.
+    Export {
+        /// The version id.
+        version: String,
+        /// A new or empty directory.
+        dir: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Make a version the default base policy.
+    SetDefault {
+        /// The version id.
+        version: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+/// Options of `alignbox generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The user message (the model's chat template is applied unless --raw).
+    #[arg(long, short)]
+    pub prompt: String,
+    /// Version id (default: the default base policy).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Feed the prompt as plain text, without the chat template.
+    #[arg(long)]
+    pub raw: bool,
+    /// Maximum new tokens.
+    #[arg(long, default_value_t = 128)]
+    pub max_new_tokens: usize,
+    /// Sampling temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f32,
+    /// Keep only the k most likely tokens (0 = off).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    /// Nucleus sampling threshold (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// Greedy decoding (same as --temperature 0).
+    #[arg(long)]
+    pub greedy: bool,
+    /// Sampler seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Number of answers to sample (a batch).
+    #[arg(long, short = 'n', default_value_t = 1)]
+    pub num: usize,
+    /// Print JSON (text, token ids, per-token log-probs) instead of plain text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+/// `alignbox bench …`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Sampling: 8 prompts × 64 tokens, 64 new tokens each, KV cache, temperature 1; also prefill + first token.
+    Gen(BenchArgs),
+}
+
+/// Options shared by benchmarks.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// `tiny-llama-8k` (random init, fixed seed) or a stored version id.
+    #[arg(long, default_value = "tiny-llama-8k")]
+    pub model: String,
+    /// Worker threads of the CPU backend (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Untimed calls before timing.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Timed calls.
+    #[arg(long, default_value_t = 10)]
+    pub iters: usize,
+    #[command(flatten)]
+    pub data: DataArgs,
 }

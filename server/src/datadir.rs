@@ -16,12 +16,8 @@ pub enum DataDirError {
     )]
     InUse { dir: PathBuf, pid: String },
     /// The directory or lock file could not be created or locked.
-    #[error("cannot use the data directory {dir}: {source}")]
-    Io {
-        dir: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot use the data directory {dir}: {error}")]
+    Io { dir: PathBuf, error: std::io::Error },
 }
 
 /// An exclusively locked data directory. The lock is released when this value is dropped (or the process dies).
@@ -34,7 +30,7 @@ pub struct DataDir {
 impl DataDir {
     /// Creates `root` if needed and takes its lock without waiting.
     pub fn lock(root: &Path) -> Result<Self, DataDirError> {
-        let io = |source| DataDirError::Io { dir: root.to_path_buf(), source };
+        let io = |error| DataDirError::Io { dir: root.to_path_buf(), error };
         std::fs::create_dir_all(root).map_err(io)?;
         let mut file = OpenOptions::new()
             .read(true)

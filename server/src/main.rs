@@ -1,6 +1,7 @@
 //! `alignbox`: the human-feedback alignment appliance in one binary.
 
 mod cli;
+mod commands;
 mod datadir;
 mod logging;
 mod router;
@@ -16,6 +17,9 @@ fn main() -> ExitCode {
     logging::init(cli.log_format);
     let result = match cli.command {
         cli::Command::Serve(args) => serve::run(args),
+        cli::Command::Models(cmd) => commands::models::run(cmd),
+        cli::Command::Generate(args) => commands::generate::run(args),
+        cli::Command::Bench(cmd) => commands::bench::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

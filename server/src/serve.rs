@@ -14,17 +14,29 @@ use crate::{
 
 /// Runs the server to completion.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let data = DataDir::lock(&args.data_dir)?;
+    let data = DataDir::lock(&args.data.data_dir)?;
+    let registry = trainer::registry::Registry::new(data.root());
+    if let Some(path) = &args.default_model {
+        if registry.default_id()?.is_none() {
+            tracing::info!(model = %path.display(), "no base policy yet: importing the default model");
+            let v = registry.import(path, None).with_context(|| format!("importing {}", path.display()))?;
+            registry.set_default(&v.id)?;
+        }
+    }
+    let policy = registry.default_id()?;
+    if policy.is_none() {
+        tracing::warn!("no base policy: import one with `alignbox models import` (scripts/run.sh does)");
+    }
     let db = sled::open(data.store_path())
         .with_context(|| format!("opening the store in {}", data.store_path().display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let result = runtime.block_on(serve(args, &data, db.clone()));
+    let result = runtime.block_on(serve(args, &data, db.clone(), policy));
     let flushed = db.flush().context("flushing the store on shutdown");
     tracing::info!(bytes = flushed.as_ref().ok(), "store flushed, bye");
     result.and(flushed.map(|_| ()))
 }
 
-async fn serve(args: ServeArgs, data: &DataDir, db: sled::Db) -> anyhow::Result<()> {
+async fn serve(args: ServeArgs, data: &DataDir, db: sled::Db, policy: Option<String>) -> anyhow::Result<()> {
     let listener =
         TcpListener::bind(args.addr).await.with_context(|| format!("cannot listen on {}", args.addr))?;
     let addr = listener.local_addr()?;
@@ -35,10 +47,11 @@ async fn serve(args: ServeArgs, data: &DataDir, db: sled::Db) -> anyhow::Result<
              or pass --site-root"
         );
     }
-    let ctx = app::ssr::ServerContext { db, started: Instant::now(), backend: trainer::backend::name() };
+    let ctx =
+        app::ssr::ServerContext { db, started: Instant::now(), backend: trainer::backend::name(), policy };
     let state = AppState { leptos: router::leptos_options(addr), ctx, site };
+    tracing::info!(%addr, data_dir = %data.root().display(), backend = trainer::backend::name(), policy = ?state.ctx.policy, "serving");
     let app = router::build(state);
-    tracing::info!(%addr, data_dir = %data.root().display(), backend = trainer::backend::name(), "serving");
     // The one line on stdout: scripts and tests read the address from it.
     println!("alignbox listening on http://{addr}");
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("server error")

@@ -27,9 +27,15 @@ pub struct Server {
 impl Server {
     /// Starts `alignbox serve` on a free loopback port over `data_dir` and waits until it prints its address.
     pub fn start(data_dir: &Path) -> Server {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Like [`Server::start`] with extra `serve` arguments.
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
         let mut child = alignbox()
             .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env("ALIGNBOX_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

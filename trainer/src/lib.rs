@@ -4,8 +4,10 @@
 //! `cuda` feature. Everything else in the crate is generic over [`burn::tensor::backend::Backend`].
 
 pub mod backend;
+pub mod bench;
 pub mod generate;
 pub mod io;
 pub mod model;
+pub mod registry;
 pub mod rng;
 pub mod tokenizer;

@@ -13,8 +13,12 @@ pub fn HomePage() -> impl IntoView {
     let answer = move || match check.value().get() {
         None => "not checked yet".to_string(),
         Some(Ok(s)) => format!(
-            "alignbox {} on {}, up {} s, store {} bytes",
-            s.version, s.backend, s.uptime_s, s.store_bytes
+            "alignbox {} on {}, up {} s, store {} bytes, policy {}",
+            s.version,
+            s.backend,
+            s.uptime_s,
+            s.store_bytes,
+            s.policy.as_deref().unwrap_or("none")
         ),
         Some(Err(e)) => format!("server unreachable: {e}"),
     };

@@ -10,12 +10,8 @@ use super::ggml::{dequantize, GgmlType};
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
     /// The file could not be read.
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
     /// The bytes are not a valid GGUF file.
     #[error("{path}: byte {offset}: {why}")]
     Format { path: String, offset: usize, why: String },
@@ -208,8 +204,8 @@ impl<'a> Reader<'a> {
 impl GgufFile {
     /// Reads and parses a GGUF file.
     pub fn open(path: &Path) -> Result<Self, GgufError> {
-        let bytes = std::fs::read(path)
-            .map_err(|source| GgufError::Io { path: path.display().to_string(), source })?;
+        let bytes =
+            std::fs::read(path).map_err(|error| GgufError::Io { path: path.display().to_string(), error })?;
         Self::parse(bytes, &path.display().to_string())
     }
 

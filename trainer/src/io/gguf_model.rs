@@ -82,7 +82,7 @@ pub fn config(f: &GgufFile) -> Result<LlamaConfig, LoadError> {
         pad_token_id: id("tokenizer.ggml.padding_token_id"),
         ..Default::default()
     };
-    LlamaConfig::from_hf(hf).map_err(|source| LoadError::Config { path: f.path.clone(), source })
+    LlamaConfig::from_hf(hf).map_err(|error| LoadError::Config { path: f.path.clone(), error })
 }
 
 /// HF name of a GGUF tensor name, or None when it has no HF counterpart.

@@ -15,7 +15,7 @@ use crate::{
 pub fn load_dir(dir: &Path) -> Result<LoadedModel, LoadError> {
     let config_path = dir.join("config.json");
     let mut config = LlamaConfig::from_json(&read_text(&config_path)?)
-        .map_err(|source| LoadError::Config { path: config_path.display().to_string(), source })?;
+        .map_err(|error| LoadError::Config { path: config_path.display().to_string(), error })?;
 
     let index = dir.join("model.safetensors.index.json");
     let tensors = if index.exists() {
@@ -75,7 +75,7 @@ pub fn load_dir(dir: &Path) -> Result<LoadedModel, LoadError> {
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
-    std::fs::write(path, bytes).map_err(|source| LoadError::Io { path: path.display().to_string(), source })
+    std::fs::write(path, bytes).map_err(|error| LoadError::Io { path: path.display().to_string(), error })
 }
 
 fn pretty(v: &serde_json::Value) -> Vec<u8> {
@@ -90,8 +90,7 @@ pub fn save_dir<B: Backend>(
     tokenizer: &TextTokenizer,
     dir: &Path,
 ) -> Result<(), LoadError> {
-    std::fs::create_dir_all(dir)
-        .map_err(|source| LoadError::Io { path: dir.display().to_string(), source })?;
+    std::fs::create_dir_all(dir).map_err(|error| LoadError::Io { path: dir.display().to_string(), error })?;
     let config = &model.config;
     write_file(&dir.join("config.json"), &pretty(&config.to_hf_json()))?;
     safetensors::write(&dir.join("model.safetensors"), &weights::to_tensors(model))?;

@@ -20,19 +20,11 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
     /// The configuration is invalid or unsupported.
-    #[error("{path}: {source}")]
-    Config {
-        path: String,
-        #[source]
-        source: ConfigError,
-    },
+    #[error("{path}: {error}")]
+    Config { path: String, error: ConfigError },
     /// A JSON file is malformed.
     #[error("{path}: {why}")]
     Json { path: String, why: String },
@@ -46,12 +38,8 @@ pub enum LoadError {
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
     /// Weights do not match the configuration.
-    #[error("{path}: {source}")]
-    Weights {
-        path: String,
-        #[source]
-        source: weights::WeightError,
-    },
+    #[error("{path}: {error}")]
+    Weights { path: String, error: weights::WeightError },
     /// The path is neither an HF directory nor a GGUF file.
     #[error("{0}: not a model (expected a directory with config.json, or a .gguf file)")]
     NotAModel(String),
@@ -76,7 +64,7 @@ impl LoadedModel {
         path: &Path,
     ) -> Result<(Llama<B>, TextTokenizer), LoadError> {
         let model = weights::from_tensors(&self.config, self.tensors, device)
-            .map_err(|source| LoadError::Weights { path: path.display().to_string(), source })?;
+            .map_err(|error| LoadError::Weights { path: path.display().to_string(), error })?;
         Ok((model, self.tokenizer))
     }
 }
@@ -93,7 +81,7 @@ pub fn load(path: &Path) -> Result<LoadedModel, LoadError> {
 }
 
 pub(crate) fn read_text(path: &Path) -> Result<String, LoadError> {
-    std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.display().to_string(), source })
+    std::fs::read_to_string(path).map_err(|error| LoadError::Io { path: path.display().to_string(), error })
 }
 
 pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value, LoadError> {

@@ -13,12 +13,8 @@ use crate::model::weights::{HostTensor, TensorMap};
 #[derive(Debug, thiserror::Error)]
 pub enum SafetensorsError {
     /// The file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
     /// The file is not a valid safetensors file.
     #[error("{path}: {why}")]
     Format { path: String, why: String },
@@ -84,7 +80,7 @@ pub fn parse(bytes: &[u8], path: &str) -> Result<TensorMap, SafetensorsError> {
 /// Reads one safetensors file.
 pub fn read(path: &Path) -> Result<TensorMap, SafetensorsError> {
     let bytes = std::fs::read(path)
-        .map_err(|source| SafetensorsError::Io { path: path.display().to_string(), source })?;
+        .map_err(|error| SafetensorsError::Io { path: path.display().to_string(), error })?;
     parse(&bytes, &path.display().to_string())
 }
 
@@ -126,7 +122,7 @@ pub fn serialize(map: &TensorMap) -> Vec<u8> {
 /// Writes tensors to `path` as F32 safetensors.
 pub fn write(path: &Path, map: &TensorMap) -> Result<(), SafetensorsError> {
     std::fs::write(path, serialize(map))
-        .map_err(|source| SafetensorsError::Io { path: path.display().to_string(), source })
+        .map_err(|error| SafetensorsError::Io { path: path.display().to_string(), error })
 }
 
 #[cfg(test)]

@@ -1,5 +1,8 @@
-//! Random initialisation from a seed: normal(0, std) for linear and embedding weights, zeros for biases, ones for
-//! norms (the benchmark workloads' `tiny-llama-8k` and the tests' tiny models).
+//! The parameter list of a configuration and random initialisation from a seed: normal(0, std) for linear and
+//! embedding weights, zeros for biases, ones for norms (the benchmark workloads' `tiny-llama-8k` and the tests'
+//! tiny models).
+
+use std::collections::BTreeMap;
 
 use burn::tensor::backend::Backend;
 
@@ -10,20 +13,23 @@ use super::{
 };
 use crate::rng::Rng;
 
-/// The HF-named tensors of a randomly initialised model (deterministic in `seed`).
-pub fn random_tensors(config: &LlamaConfig, std: f64, seed: u64) -> TensorMap {
-    let mut rng = Rng::new(seed);
-    let mut normal = |shape: Vec<usize>| {
-        let n = shape.iter().product();
-        HostTensor::new(shape, (0..n).map(|_| (rng.normal() * std) as f32).collect())
-    };
+/// How a parameter is initialised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Init {
+    /// normal(0, std).
+    Normal,
+    /// All ones (norm weights).
+    Ones,
+    /// All zeros (biases).
+    Zeros,
+}
+
+/// Every parameter of a configuration: HF name, HF shape, initialisation, in a fixed order.
+pub fn parameters(config: &LlamaConfig) -> Vec<(String, Vec<usize>, Init)> {
     let c = config;
     let (d, f, v) = (c.hidden_size, c.intermediate_size, c.vocab_size);
     let (q, kv) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
-    let ones = |n: usize| HostTensor::new(vec![n], vec![1.0; n]);
-    let zeros = |n: usize| HostTensor::new(vec![n], vec![0.0; n]);
-    let mut map = TensorMap::new();
-    map.insert("model.embed_tokens.weight".into(), normal(vec![v, d]));
+    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![v, d], Init::Normal)];
     for i in 0..c.num_layers {
         let p = format!("model.layers.{i}");
         for (name, rows, cols) in [
@@ -35,21 +41,43 @@ pub fn random_tensors(config: &LlamaConfig, std: f64, seed: u64) -> TensorMap {
             ("mlp.up_proj", f, d),
             ("mlp.down_proj", d, f),
         ] {
-            map.insert(format!("{p}.{name}.weight"), normal(vec![rows, cols]));
+            out.push((format!("{p}.{name}.weight"), vec![rows, cols], Init::Normal));
         }
         if c.qkv_bias {
-            map.insert(format!("{p}.self_attn.q_proj.bias"), zeros(q));
-            map.insert(format!("{p}.self_attn.k_proj.bias"), zeros(kv));
-            map.insert(format!("{p}.self_attn.v_proj.bias"), zeros(kv));
+            out.push((format!("{p}.self_attn.q_proj.bias"), vec![q], Init::Zeros));
+            out.push((format!("{p}.self_attn.k_proj.bias"), vec![kv], Init::Zeros));
+            out.push((format!("{p}.self_attn.v_proj.bias"), vec![kv], Init::Zeros));
         }
-        map.insert(format!("{p}.input_layernorm.weight"), ones(d));
-        map.insert(format!("{p}.post_attention_layernorm.weight"), ones(d));
+        out.push((format!("{p}.input_layernorm.weight"), vec![d], Init::Ones));
+        out.push((format!("{p}.post_attention_layernorm.weight"), vec![d], Init::Ones));
     }
-    map.insert("model.norm.weight".into(), ones(d));
+    out.push(("model.norm.weight".into(), vec![d], Init::Ones));
     if !c.tie_word_embeddings {
-        map.insert("lm_head.weight".into(), normal(vec![v, d]));
+        out.push(("lm_head.weight".into(), vec![v, d], Init::Normal));
     }
-    map
+    out
+}
+
+/// Every parameter name of a configuration with its HF shape.
+pub fn expected_shapes(config: &LlamaConfig) -> BTreeMap<String, Vec<usize>> {
+    parameters(config).into_iter().map(|(n, s, _)| (n, s)).collect()
+}
+
+/// The HF-named tensors of a randomly initialised model (deterministic in `seed`).
+pub fn random_tensors(config: &LlamaConfig, std: f64, seed: u64) -> TensorMap {
+    let mut rng = Rng::new(seed);
+    parameters(config)
+        .into_iter()
+        .map(|(name, shape, init)| {
+            let n = shape.iter().product();
+            let data = match init {
+                Init::Normal => (0..n).map(|_| (rng.normal() * std) as f32).collect(),
+                Init::Ones => vec![1.0; n],
+                Init::Zeros => vec![0.0; n],
+            };
+            (name, HostTensor::new(shape, data))
+        })
+        .collect()
 }
 
 /// A randomly initialised model.
@@ -67,4 +95,17 @@ pub fn tiny_llama_8k() -> LlamaConfig {
         "tie_word_embeddings":false,"bos_token_id":2,"eos_token_id":1,"pad_token_id":0}"#,
     )
     .expect("valid built-in config")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parameter_list_sums_to_the_configs_parameter_count() {
+        let c = tiny_llama_8k();
+        let total: usize = parameters(&c).iter().map(|(_, s, _)| s.iter().product::<usize>()).sum();
+        assert_eq!(total, c.num_params());
+        assert_eq!(total, 7_358_720);
+    }
 }

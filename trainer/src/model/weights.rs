@@ -145,6 +145,35 @@ pub fn from_tensors<B: Backend>(
     Ok(Llama { embed_tokens, layers, norm, lm_head, config: c.clone(), rope: Rope::new(c) })
 }
 
+/// Checks names and shapes of `map` against `config` without building the model.
+pub fn check_shapes(config: &LlamaConfig, map: &TensorMap) -> Result<(), WeightError> {
+    let expected = crate::model::init::expected_shapes(config);
+    for (name, shape) in &expected {
+        match map.get(name) {
+            None => return Err(WeightError::Missing(name.clone())),
+            Some(t) if &t.shape != shape => {
+                return Err(WeightError::Shape {
+                    name: name.clone(),
+                    expected: shape.clone(),
+                    found: t.shape.clone(),
+                })
+            }
+            _ => {}
+        }
+    }
+    let extra: Vec<String> = map
+        .keys()
+        .filter(|k| !expected.contains_key(*k) && !k.ends_with("rotary_emb.inv_freq"))
+        .filter(|k| !(config.tie_word_embeddings && k.as_str() == "lm_head.weight"))
+        .cloned()
+        .collect();
+    if extra.is_empty() {
+        Ok(())
+    } else {
+        Err(WeightError::Unexpected(extra))
+    }
+}
+
 fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> HostTensor {
     let shape = t.dims().to_vec();
     let data = t.into_data().convert::<f32>().to_vec::<f32>().expect("f32 tensor");

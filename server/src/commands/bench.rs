@@ -1,0 +1,44 @@
+//! `alignbox bench …`: the workloads of ../shared/WORKLOAD.md.
+
+use trainer::{
+    backend::{default_device, Infer},
+    bench::{self, GenWorkload},
+    model::{init, Llama},
+    registry::Registry,
+};
+
+use crate::cli::{BenchArgs, BenchCommand};
+
+/// Sets the CPU backend's worker threads; must run before any tensor work starts the pool.
+pub fn set_threads(threads: Option<usize>) -> usize {
+    let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // burn-flex runs on rayon's global pool, which reads this once when it starts.
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    n
+}
+
+fn model(args: &BenchArgs) -> anyhow::Result<Llama<Infer>> {
+    let device = default_device();
+    if args.model == "tiny-llama-8k" {
+        return Ok(init::random::<Infer>(&init::tiny_llama_8k(), 0.02, 0, &device));
+    }
+    let reg = Registry::new(&args.data.data_dir);
+    let v = reg.get(&args.model)?;
+    let path = reg.model_path(&v);
+    Ok(reg.load(&args.model)?.into_model::<Infer>(&device, &path)?.0)
+}
+
+/// Runs a benchmark and prints its JSON lines.
+pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Gen(args) => {
+            let threads = set_threads(args.threads);
+            let m = model(&args)?;
+            let w = GenWorkload { warmup: args.warmup, iters: args.iters.max(1), ..Default::default() };
+            for r in bench::gen(&m, &args.model, threads, &w, &default_device()) {
+                println!("{}", serde_json::to_string(&r)?);
+            }
+        }
+    }
+    Ok(())
+}

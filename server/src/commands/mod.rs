@@ -1,0 +1,5 @@
+//! One module per CLI command other than `serve`.
+
+pub mod bench;
+pub mod generate;
+pub mod models;

