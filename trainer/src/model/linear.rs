@@ -16,9 +16,10 @@ pub struct Linear<B: Backend> {
 }
 
 impl<B: Backend> Linear<B> {
-    /// Builds the layer from an HF-layout weight `[d_out, d_in]` and an optional bias `[d_out]`.
-    pub fn from_hf(weight_out_in: Tensor<B, 2>, bias: Option<Tensor<B, 1>>) -> Self {
-        Self { weight: Param::from_tensor(weight_out_in.transpose()), bias: bias.map(Param::from_tensor) }
+    /// Builds the layer from a weight `[d_in, d_out]` and an optional bias `[d_out]`. The weight must be
+    /// contiguous: a transposed view would be copied on every forward by the CPU backend.
+    pub fn new(weight_in_out: Tensor<B, 2>, bias: Option<Tensor<B, 1>>) -> Self {
+        Self { weight: Param::from_tensor(weight_in_out), bias: bias.map(Param::from_tensor) }
     }
 
     /// The weight in HF layout `[d_out, d_in]`.

@@ -116,7 +116,12 @@ impl<B: Backend> Llama<B> {
     pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
         match &self.lm_head {
             Some(head) => head.forward(hidden),
-            None => burn::tensor::module::linear(hidden, self.embed_tokens.val().transpose(), None),
+            None => {
+                // Tied: hidden · Eᵀ as one 2-D matmul on the transposed view (no copy of the embedding).
+                let [b, s, d] = hidden.dims();
+                let logits = hidden.reshape([b * s, d]).matmul(self.embed_tokens.val().transpose());
+                logits.reshape([b, s, self.config.vocab_size])
+            }
         }
     }
 

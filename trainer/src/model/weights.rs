@@ -85,9 +85,17 @@ impl<B: Backend> Take<'_, B> {
         d_out: usize,
         bias: bool,
     ) -> Result<Linear<B>, WeightError> {
-        let w = self.t2(&format!("{prefix}.weight"), d_out, d_in)?;
+        // HF stores [d_out, d_in]; transpose on the host so the parameter is a contiguous [d_in, d_out].
+        let w = self.raw(&format!("{prefix}.weight"), &[d_out, d_in])?;
+        let mut t = vec![0f32; w.data.len()];
+        for (o, row) in w.data.chunks_exact(d_in).enumerate() {
+            for (i, v) in row.iter().enumerate() {
+                t[i * d_out + o] = *v;
+            }
+        }
+        let w = Tensor::from_data(TensorData::new(t, [d_in, d_out]), self.device);
         let b = if bias { Some(self.t1(&format!("{prefix}.bias"), d_out)?) } else { None };
-        Ok(Linear::from_hf(w, b))
+        Ok(Linear::new(w, b))
     }
 }
 
