@@ -1,6 +1,7 @@
 //! alignbox's web UI: the leptos application shared by the server (feature `ssr`) and the browser (feature
 //! `hydrate`). Server-only code lives in [`ssr`] and is compiled only with the `ssr` feature.
 
+pub mod api;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod ssr;
@@ -44,10 +45,14 @@ pub fn App() -> impl IntoView {
         <Router>
             <header class="topbar">
                 <a class="brand" href="/">"alignbox"</a>
+                <a href="/annotate">"Annotate"</a>
+                <a href="/login">"Log in"</a>
             </header>
             <main>
                 <Routes fallback=|| view! { <p class="notfound">"Page not found."</p> }>
                     <Route path=StaticSegment("") view=pages::home::HomePage/>
+                    <Route path=StaticSegment("login") view=pages::login::LoginPage/>
+                    <Route path=StaticSegment("annotate") view=pages::annotate::AnnotatePage/>
                 </Routes>
             </main>
         </Router>

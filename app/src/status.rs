@@ -19,7 +19,7 @@ pub struct StatusReport {
 }
 
 /// Reads the running server's status; called from the home page's "Check server" button.
-#[server]
+#[server(prefix = "/api", endpoint = "server_status")]
 pub async fn server_status() -> Result<StatusReport, ServerFnError> {
     let ctx = expect_context::<crate::ssr::ServerContext>();
     Ok(ctx.status())

@@ -39,6 +39,17 @@ pub enum Command {
     Models(ModelsCommand),
     /// Generate an answer from a stored policy (the default base policy unless --model is given).
     Generate(GenerateArgs),
+    /// Manage accounts (annotator, operator, admin).
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Import JSONL: prompts, candidate sets, rankings, TRL preference pairs, HH-RLHF transcripts,
+    /// demonstrations. All or nothing: a bad line names file, line and field, and nothing is written.
+    Import {
+        /// The .jsonl file.
+        file: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+    },
     /// Run a benchmark workload of ../shared/WORKLOAD.md and print one JSON line per result.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -65,6 +76,14 @@ pub struct ServeArgs {
     /// A model (HF directory or .gguf) to import and make the base policy when the data directory has none.
     #[arg(long, env = "ALIGNBOX_DEFAULT_MODEL")]
     pub default_model: Option<PathBuf>,
+
+    /// How many different annotators rank each item.
+    #[arg(long, default_value_t = 2)]
+    pub overlap: usize,
+
+    /// Mark session cookies `Secure` (when serving behind TLS).
+    #[arg(long)]
+    pub secure_cookies: bool,
 
     /// A directory holding `pkg/alignbox.js`, `pkg/alignbox_bg.wasm` and `pkg/alignbox.css`, used when the
     /// client bundle was not embedded at build time or to override it.
@@ -177,4 +196,31 @@ pub struct BenchArgs {
     pub iters: usize,
     #[command(flatten)]
     pub data: DataArgs,
+}
+
+/// `alignbox users …` (the server must be stopped: the store is locked while it runs).
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Add an account. The password is read from ALIGNBOX_PASSWORD, or generated and printed.
+    Add {
+        /// Login name.
+        name: String,
+        /// annotator, operator or admin.
+        #[arg(long, default_value = "annotator")]
+        role: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// List accounts.
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Disable an account (it can no longer log in; its sessions end).
+    Disable {
+        /// Login name.
+        name: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
 }

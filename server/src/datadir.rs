@@ -64,6 +64,13 @@ impl DataDir {
         &self.root
     }
 
+    /// Locks `root` and opens its store (for CLI commands that write it while no server runs).
+    pub fn open_store(root: &Path) -> anyhow::Result<(Self, store::Store)> {
+        let dir = Self::lock(root)?;
+        let s = store::Store::open(&dir.store_path())?;
+        Ok((dir, s))
+    }
+
     /// Where the sled store lives.
     pub fn store_path(&self) -> PathBuf {
         self.root.join("store")

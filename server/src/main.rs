@@ -20,6 +20,8 @@ fn main() -> ExitCode {
         cli::Command::Models(cmd) => commands::models::run(cmd),
         cli::Command::Generate(args) => commands::generate::run(args),
         cli::Command::Bench(cmd) => commands::bench::run(cmd),
+        cli::Command::Users(cmd) => commands::users::run(cmd),
+        cli::Command::Import { file, data } => commands::import::run(&file, &data.data_dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,8 +27,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if policy.is_none() {
         tracing::warn!("no base policy: import one with `alignbox models import` (scripts/run.sh does)");
     }
-    let db = sled::open(data.store_path())
+    let db = store::Store::open(&data.store_path())
         .with_context(|| format!("opening the store in {}", data.store_path().display()))?;
+    crate::commands::users::ensure_admin(&db)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(serve(args, &data, db.clone(), policy));
     let flushed = db.flush().context("flushing the store on shutdown");
@@ -36,7 +37,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     result.and(flushed.map(|_| ()))
 }
 
-async fn serve(args: ServeArgs, data: &DataDir, db: sled::Db, policy: Option<String>) -> anyhow::Result<()> {
+async fn serve(
+    args: ServeArgs,
+    data: &DataDir,
+    db: store::Store,
+    policy: Option<String>,
+) -> anyhow::Result<()> {
     let listener =
         TcpListener::bind(args.addr).await.with_context(|| format!("cannot listen on {}", args.addr))?;
     let addr = listener.local_addr()?;
@@ -47,8 +53,14 @@ async fn serve(args: ServeArgs, data: &DataDir, db: sled::Db, policy: Option<Str
              or pass --site-root"
         );
     }
-    let ctx =
-        app::ssr::ServerContext { db, started: Instant::now(), backend: trainer::backend::name(), policy };
+    let ctx = app::ssr::ServerContext {
+        store: db,
+        started: Instant::now(),
+        backend: trainer::backend::name(),
+        policy,
+        overlap: args.overlap.max(1),
+        secure_cookies: args.secure_cookies,
+    };
     let state = AppState { leptos: router::leptos_options(addr), ctx, site };
     tracing::info!(%addr, data_dir = %data.root().display(), backend = trainer::backend::name(), policy = ?state.ctx.policy, "serving");
     let app = router::build(state);

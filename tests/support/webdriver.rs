@@ -144,3 +144,53 @@ impl Drop for Browser {
         let _ = self.driver.wait();
     }
 }
+
+/// WebDriver's key code for Enter.
+pub const ENTER: &str = "\u{E007}";
+
+impl Browser {
+    /// Types `text` into an element (focusing it first).
+    pub fn send_keys(&self, el: &Element, text: &str) {
+        self.call("POST", &format!("/element/{}/value", el.0), Some(json!({ "text": text })));
+    }
+
+    /// Presses the mouse on `from`, moves to `to` and releases there.
+    pub fn drag(&self, from: &Element, to: &Element) {
+        let origin = |e: &Element| json!({ ELEMENT_KEY: e.0 });
+        let actions = json!({"actions": [{
+            "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
+            "actions": [
+                {"type": "pointerMove", "origin": origin(from), "x": 0, "y": 0},
+                {"type": "pointerDown", "button": 0},
+                {"type": "pointerMove", "origin": origin(to), "x": 0, "y": 0, "duration": 150},
+                {"type": "pointerUp", "button": 0}
+            ]
+        }]});
+        self.call("POST", "/actions", Some(actions));
+        let _ = ureq::delete(&format!("{}/session/{}/actions", self.base, self.session)).call();
+    }
+
+    /// All elements matching a CSS selector, in document order.
+    pub fn find_all(&self, css: &str) -> Vec<Element> {
+        let v = self.call("POST", "/elements", Some(json!({"using": "css selector", "value": css})));
+        v.as_array()
+            .map(|a| {
+                a.iter().filter_map(|e| e[ELEMENT_KEY].as_str()).map(|s| Element(s.to_string())).collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// An attribute of an element.
+    pub fn attr(&self, el: &Element, name: &str) -> Option<String> {
+        self.call("GET", &format!("/element/{}/attribute/{name}", el.0), None).as_str().map(String::from)
+    }
+
+    /// Waits until `f` returns true (polling every 100 ms), or panics with `what`.
+    pub fn wait_until(&self, timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

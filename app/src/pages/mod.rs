@@ -1,3 +1,5 @@
 //! One module per page.
 
+pub mod annotate;
 pub mod home;
+pub mod login;

@@ -2,4 +2,6 @@
 
 pub mod bench;
 pub mod generate;
+pub mod import;
 pub mod models;
+pub mod users;

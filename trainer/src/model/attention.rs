@@ -28,9 +28,9 @@ pub struct Attention<B: Backend> {
 
 /// Per-forward inputs shared by every layer.
 pub struct AttentionInputs<B: Backend> {
-    /// RoPE cosines `[batch, 1, seq, head_dim]`.
+    /// RoPE cosines `[batch, seq, 1, head_dim]`.
     pub cos: Tensor<B, 4>,
-    /// RoPE sines `[batch, 1, seq, head_dim]`.
+    /// RoPE sines `[batch, seq, 1, head_dim]`.
     pub sin: Tensor<B, 4>,
     /// `true` where a query may NOT attend a key: `[batch, 1, seq, cached + seq]`.
     pub mask: Tensor<B, 4, Bool>,
@@ -47,33 +47,34 @@ impl<B: Backend> Attention<B> {
     ) -> Tensor<B, 3> {
         let [b, s, _] = x.dims();
         let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        // [b, s, h·d] → [b, h, s, d]
-        let q = self.q_proj.forward(x.clone()).reshape([b, s, h, d]).swap_dims(1, 2);
-        let k = self.k_proj.forward(x.clone()).reshape([b, s, kvh, d]).swap_dims(1, 2);
-        let v = self.v_proj.forward(x).reshape([b, s, kvh, d]).swap_dims(1, 2);
-        let q = rope::apply(q, &inputs.cos, &inputs.sin);
-        let k = rope::apply(k, &inputs.cos, &inputs.sin);
+        let n_rep = h / kvh;
+        // Rotate in the projections' own layout [b, s, heads, d] (contiguous), then go head-major.
+        let q = rope::apply(self.q_proj.forward(x.clone()).reshape([b, s, h, d]), &inputs.cos, &inputs.sin);
+        let k = rope::apply(self.k_proj.forward(x.clone()).reshape([b, s, kvh, d]), &inputs.cos, &inputs.sin);
+        let v = self.v_proj.forward(x).reshape([b, s, kvh, d]);
+        let (k, v) = (k.swap_dims(1, 2), v.swap_dims(1, 2)); // [b, kvh, s, d]
         let (k, v) = match cache {
             Some((cache, layer)) => cache.append(layer, k, v),
             None => (k, v),
         };
         let t = k.dims()[2];
-        // GQA: [b, kvh, t, d] → [b, h, t, d]; query head i reads key/value head i / (h / kvh).
-        let k = repeat_kv(k, h / kvh);
-        let v = repeat_kv(v, h / kvh);
-        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (d as f64).sqrt()); // [b, h, s, t]
-        let scores = scores.mask_fill(inputs.mask.clone().expand([b, h, s, t]), -1.0e30);
+        // GQA without copying keys/values: query head i reads kv head i / n_rep, so the n_rep query heads of a
+        // group are stacked along the sequence axis: [b, h, s, d] → [b, kvh, n_rep·s, d].
+        let q = q.swap_dims(1, 2).reshape([b, kvh, n_rep * s, d]);
+        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (d as f64).sqrt()); // [b, kvh, n_rep·s, t]
+        let mask = if n_rep == 1 {
+            inputs.mask.clone()
+        } else {
+            inputs.mask.clone().unsqueeze_dim::<5>(2).expand([b, 1, n_rep, s, t]).reshape([
+                b,
+                1,
+                n_rep * s,
+                t,
+            ])
+        };
+        let scores = scores.mask_fill(mask.expand([b, kvh, n_rep * s, t]), -1.0e30);
         let probs = softmax(scores, 3);
-        let out = probs.matmul(v); // [b, h, s, d]
+        let out = probs.matmul(v).reshape([b, h, s, d]);
         self.o_proj.forward(out.swap_dims(1, 2).reshape([b, s, h * d]))
     }
-}
-
-/// `[b, kv_heads, t, d]` → `[b, kv_heads · n, t, d]`, each kv head repeated `n` times in a row.
-fn repeat_kv<B: Backend>(x: Tensor<B, 4>, n: usize) -> Tensor<B, 4> {
-    if n == 1 {
-        return x;
-    }
-    let [b, kvh, t, d] = x.dims();
-    x.unsqueeze_dim::<5>(2).expand([b, kvh, n, t, d]).reshape([b, kvh * n, t, d])
 }

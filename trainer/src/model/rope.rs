@@ -1,7 +1,8 @@
 //! Rotary position embeddings (RoPE) with the frequency scalings of HF configs.
 //!
 //! The cos/sin tables are computed on the host for exactly the positions of a batch (left padding makes positions
-//! differ per sequence), then uploaded: `[batch, 1, seq, head_dim]`, HF's "rotate half" layout.
+//! differ per sequence), then uploaded: `[batch, seq, 1, head_dim]`, HF's "rotate half" layout, so they apply to
+//! projections in their natural `[batch, seq, heads, head_dim]` layout without a copy.
 
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 
@@ -51,7 +52,7 @@ impl Rope {
         Self { inv_freq, head_dim: d }
     }
 
-    /// cos and sin tables for `positions[b][s]`, each `[batch, 1, seq, head_dim]`.
+    /// cos and sin tables for `positions[b][s]`, each `[batch, seq, 1, head_dim]`.
     pub fn tables<B: Backend>(
         &self,
         positions: &[Vec<usize>],
@@ -80,18 +81,18 @@ impl Rope {
                 sin.extend_from_slice(&row_sin);
             }
         }
-        let cos = Tensor::from_data(TensorData::new(cos, [b, 1, s, d]), device);
-        let sin = Tensor::from_data(TensorData::new(sin, [b, 1, s, d]), device);
+        let cos = Tensor::from_data(TensorData::new(cos, [b, s, 1, d]), device);
+        let sin = Tensor::from_data(TensorData::new(sin, [b, s, 1, d]), device);
         (cos, sin)
     }
 }
 
-/// Applies the rotation: `[batch, heads, seq, head_dim]` with tables `[batch, 1, seq, head_dim]`.
+/// Applies the rotation: `[batch, seq, heads, head_dim]` with tables `[batch, seq, 1, head_dim]`.
 pub fn apply<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>) -> Tensor<B, 4> {
-    let [b, h, s, d] = x.dims();
+    let [b, s, h, d] = x.dims();
     let half = d / 2;
-    let x1 = x.clone().slice([0..b, 0..h, 0..s, 0..half]);
-    let x2 = x.clone().slice([0..b, 0..h, 0..s, half..d]);
+    let x1 = x.clone().slice([0..b, 0..s, 0..h, 0..half]);
+    let x2 = x.clone().slice([0..b, 0..s, 0..h, half..d]);
     let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
     x.mul(cos.clone()).add(rotated.mul(sin.clone()))
 }

@@ -1,0 +1,139 @@
+//! The store on a real sled database in a temp directory: durability across reopen, transactions that write
+//! all or nothing, schema versions, users and sessions.
+
+use store::{Batch, Role, Session, Store, StoreError};
+
+fn import(store: &Store, text: &str) -> Batch {
+    let batch = store::import::parse(text.as_bytes(), "t.jsonl", &mut || store.new_id().unwrap()).unwrap();
+    store.write_batch(&batch, "test", "import").unwrap();
+    batch
+}
+
+#[test]
+fn imported_records_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Store::open(dir.path()).unwrap();
+        import(
+            &s,
+            "{\"prompt\": \"Order\", \"responses\": [\"x\", \"y\", \"z\"], \"tiers\": [[2], [0], [1]]}\n",
+        );
+    }
+    let s = Store::open(dir.path()).unwrap();
+    let prompts = s.prompts().unwrap();
+    assert_eq!(prompts.len(), 1);
+    assert_eq!(prompts[0].text(), "Order");
+    let cands = s.candidates_of(prompts[0].id).unwrap();
+    assert_eq!(cands.iter().map(|c| c.text.as_str()).collect::<Vec<_>>(), ["x", "y", "z"]);
+    let rankings = s.rankings_of(prompts[0].id).unwrap();
+    assert_eq!(rankings.len(), 1);
+    assert_eq!(rankings[0].tiers, vec![vec![cands[2].id], vec![cands[0].id], vec![cands[1].id]]);
+    assert_eq!(rankings[0].pairs().len(), 3);
+    assert_eq!(s.audit_log().unwrap().last().unwrap().action, "import");
+}
+
+#[test]
+fn a_batch_with_a_dangling_reference_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let mut batch =
+        store::import::parse(b"{\"prompt\": \"P\", \"responses\": [\"a\", \"b\"]}\n", "t", &mut || {
+            s.new_id().unwrap()
+        })
+        .unwrap();
+    batch.candidates[1].prompt_id = 999_999; // no such prompt
+    let err = s.write_batch(&batch, "test", "import").unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { what: "prompt", .. }), "{err}");
+    assert!(s.prompts().unwrap().is_empty(), "the prompt of the failed batch was written");
+    assert!(s.audit_log().unwrap().is_empty());
+}
+
+#[test]
+fn the_schema_version_is_recorded_and_a_newer_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 1);
+    }
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("meta").unwrap().insert(b"schema_version", &99u64.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::TooNew { found: 99, supported: 1 }), "{err}");
+}
+
+#[test]
+fn users_are_unique_by_name_and_disabling_drops_their_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let alice = s.add_user("alice", Role::Annotator, "hash", "cli").unwrap();
+    let err = s.add_user("alice", Role::Admin, "hash", "cli").unwrap_err();
+    assert!(err.to_string().contains("already exists"), "{err}");
+    assert_eq!(s.user_by_name("alice").unwrap().unwrap().id, alice.id);
+    s.put_session(b"tok", &Session { user_id: alice.id, csrf: "c".into(), expires_ms: u64::MAX }).unwrap();
+    let mut disabled = alice.clone();
+    disabled.disabled = true;
+    s.update_user(&disabled, "cli", "disabled").unwrap();
+    assert!(s.session(b"tok").unwrap().is_none());
+    assert!(s.user(alice.id).unwrap().unwrap().disabled);
+}
+
+#[test]
+fn each_item_goes_to_overlap_annotators_and_never_twice_to_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    import(&s, "{\"prompt\": \"A\", \"responses\": [\"1\", \"2\", \"3\", \"4\"]}\n{\"prompt\": \"B\", \"responses\": [\"x\", \"y\"]}\n");
+    let users: Vec<u64> =
+        (0..3).map(|i| s.add_user(&format!("u{i}"), Role::Annotator, "h", "t").unwrap().id).collect();
+    let mut seen = std::collections::BTreeMap::<u64, Vec<u64>>::new();
+    for &u in &users {
+        while let Some(a) = s.next_assignment(u, 2).unwrap() {
+            assert_eq!(
+                s.next_assignment(u, 2).unwrap().unwrap(),
+                a,
+                "the open item is handed out again until done"
+            );
+            let tiers = a.order.iter().map(|&c| vec![c]).collect();
+            s.submit(u, "t", a.prompt_id, &store::annotation::Judgement { tiers, ..Default::default() })
+                .unwrap();
+            seen.entry(a.prompt_id).or_default().push(u);
+        }
+    }
+    assert_eq!(seen.len(), 2);
+    for (prompt, who) in &seen {
+        assert_eq!(who.len(), 2, "prompt {prompt} went to {who:?}");
+        assert_ne!(who[0], who[1]);
+    }
+    assert!(s.next_assignment(users[2], 2).unwrap().is_none());
+    assert_eq!(s.rankings().unwrap().len(), 4, "two prompts × overlap 2");
+}
+
+#[test]
+fn a_submission_must_cover_every_candidate_once_and_only_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    import(&s, "{\"prompt\": \"A\", \"responses\": [\"1\", \"2\", \"3\"]}\n");
+    let u = s.add_user("u", Role::Annotator, "h", "t").unwrap().id;
+    let a = s.next_assignment(u, 2).unwrap().unwrap();
+    let o = &a.order;
+    use store::annotation::Judgement;
+    let bad = Judgement { tiers: vec![vec![o[0]], vec![o[1]]], ..Default::default() };
+    assert!(s.submit(u, "t", a.prompt_id, &bad).unwrap_err().to_string().contains("every candidate"));
+    let dup = Judgement { tiers: vec![vec![o[0]], vec![o[0], o[1], o[2]]], ..Default::default() };
+    assert!(s.submit(u, "t", a.prompt_id, &dup).is_err());
+    assert!(s.rankings().unwrap().is_empty());
+    let tie = Judgement {
+        tiers: vec![vec![o[1], o[2]], vec![o[0]]],
+        better_answer: Some("mine".into()),
+        ..Default::default()
+    };
+    let r = s.submit(u, "t", a.prompt_id, &tie).unwrap();
+    assert_eq!(r.ties(), vec![(o[1], o[2])]);
+    assert_eq!(s.demonstrations().unwrap()[0].text, "mine");
+    let again = s.submit(u, "t", a.prompt_id, &tie).unwrap_err().to_string();
+    assert!(again.contains("already submitted"), "{again}");
+    let other = s.add_user("v", Role::Annotator, "h", "t").unwrap().id;
+    assert!(s.submit(other, "t", a.prompt_id, &tie).unwrap_err().to_string().contains("not assigned"));
+}

@@ -1,0 +1,231 @@
+//! Annotation end to end: annotators rank in headless Chromium with the mouse and with the keyboard, and every
+//! acknowledged ranking survives SIGKILL.
+
+mod support;
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use support::{alignbox, webdriver::Browser, Server};
+
+/// Adds an account with the CLI (before serve: the store is locked while a server runs).
+fn add_user(data: &Path, name: &str, role: &str, password: &str) {
+    let out = alignbox()
+        .args(["users", "add", name, "--role", role, "--data-dir"])
+        .arg(data)
+        .env("ALIGNBOX_PASSWORD", password)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn import(data: &Path, jsonl: &str) {
+    let file = data.join("items.jsonl");
+    std::fs::write(&file, jsonl).unwrap();
+    let out = alignbox().arg("import").arg(&file).arg("--data-dir").arg(data).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Two prompts of four answers named so the intended order is alphabetical ("A …" best).
+const ITEMS: &str = concat!(
+    r#"{"prompt": "Name a primary colour. <b>not bold</b>", "responses": ["C blue-ish", "A red", "D green", "B <i>yellow</i>"]}"#,
+    "\n",
+    r#"{"prompt": "Count to three.", "responses": ["B one two three!", "D three", "A 1, 2, 3", "C one, two"]}"#,
+    "\n"
+);
+
+fn login(browser: &Browser, server: &Server, name: &str, password: &str) {
+    browser.goto(&server.url("/login"));
+    let button = browser.wait_for("#login-submit", Duration::from_secs(10));
+    // The form only works once hydrated: retry until the annotate page appears.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let name_input = browser.wait_for("#login-name", Duration::from_secs(5));
+        let pw_input = browser.wait_for("#login-password", Duration::from_secs(5));
+        browser.execute("document.getElementById('login-name').value=''; document.getElementById('login-password').value='';");
+        browser.send_keys(&name_input, name);
+        browser.send_keys(&pw_input, password);
+        browser.click(&button);
+        std::thread::sleep(Duration::from_millis(500));
+        if browser.find("#prompt").is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "login never reached the annotate page");
+        if browser.find("#login-submit").is_none() {
+            browser.goto(&server.url("/login"));
+        }
+    }
+}
+
+/// Candidate card texts in displayed order.
+fn card_texts(browser: &Browser) -> Vec<String> {
+    browser.find_all("#candidates li .text").iter().map(|e| browser.text(e)).collect()
+}
+
+fn card_with(browser: &Browser, prefix: &str) -> support::webdriver::Element {
+    browser
+        .find_all("#candidates li")
+        .into_iter()
+        .find(|li| browser.text(li).contains(prefix))
+        .unwrap_or_else(|| panic!("no card starting {prefix}"))
+}
+
+fn wait_saved(browser: &Browser, previous: &str) -> String {
+    let saved = browser.wait_for("#saved", Duration::from_secs(5));
+    let mut text = String::new();
+    browser.wait_until(Duration::from_secs(15), "the ranking to be acknowledged", || {
+        text = browser.text(&saved);
+        text.starts_with("Saved ranking") && text != previous
+    });
+    text
+}
+
+#[test]
+fn annotators_rank_with_the_mouse_and_the_keyboard_and_sled_holds_the_order() {
+    let data = tempfile::tempdir().unwrap();
+    add_user(data.path(), "alice", "annotator", "alice-pw-1");
+    import(data.path(), ITEMS);
+    let server = Server::start(data.path());
+    let browser = Browser::start();
+    login(&browser, &server, "alice", "alice-pw-1");
+
+    // Prompts and answers are text, never HTML.
+    let prompt = browser.text(&browser.wait_for("#prompt", Duration::from_secs(10)));
+    assert!(prompt.contains("<b>not bold</b>") || prompt.contains("Count to three"), "{prompt}");
+    assert!(
+        browser.find("#prompt b").is_none() && browser.find("#candidates i").is_none(),
+        "HTML was injected"
+    );
+
+    // Item 1, mouse only: drag each answer to its place, best first.
+    for (pos, prefix) in ["A ", "B ", "C ", "D "].iter().enumerate() {
+        let cards = browser.find_all("#candidates li");
+        let from = card_with(&browser, prefix);
+        browser.drag(&from, &cards[pos]);
+        browser.wait_until(Duration::from_secs(5), "the drag to reorder the list", || {
+            card_texts(&browser).get(pos).is_some_and(|t| t.starts_with(prefix))
+        });
+    }
+    let first_prompt = browser.text(&browser.find("#prompt").unwrap());
+    browser.click(&browser.find("#submit").unwrap());
+    let saved1 = wait_saved(&browser, "");
+
+    // Item 2, keyboard only: focus a card by typing its rank number, tie C with B using `t`, submit with Enter.
+    browser.wait_until(Duration::from_secs(10), "the second item", || {
+        browser.find("#prompt").is_some_and(|p| browser.text(&p) != first_prompt)
+    });
+    for (rank, prefix) in ["A ", "B ", "C ", "D "].iter().enumerate() {
+        let card = card_with(&browser, prefix);
+        browser.send_keys(&card, &(rank + 1).to_string());
+        browser.wait_until(Duration::from_secs(5), "the key to move the answer", || {
+            card_texts(&browser).get(rank).is_some_and(|t| t.starts_with(prefix))
+        });
+    }
+    let c = card_with(&browser, "C ");
+    browser.send_keys(&c, "t");
+    browser.wait_until(Duration::from_secs(5), "the tie badge", || {
+        browser.find("#candidates li.tied").is_some()
+    });
+    browser.send_keys(&card_with(&browser, "A "), support::webdriver::ENTER);
+    wait_saved(&browser, &saved1);
+    browser.wait_for("#queue-empty", Duration::from_secs(10));
+    drop(browser);
+    let (ok, log) = server.terminate();
+    assert!(ok, "{log}");
+
+    // What sled holds: item by item, the candidate texts of each tier.
+    let store = store::Store::open(&data.path().join("store")).unwrap();
+    let alice = store.user_by_name("alice").unwrap().unwrap();
+    let mut seen = Vec::new();
+    for r in store.rankings().unwrap() {
+        assert_eq!(r.user_id, Some(alice.id));
+        let tiers: Vec<Vec<String>> = r
+            .tiers
+            .iter()
+            .map(|t| {
+                t.iter().map(|id| store.candidate(*id).unwrap().unwrap().text[..1].to_string()).collect()
+            })
+            .collect();
+        seen.push(tiers);
+    }
+    let s = |v: &[&[&str]]| {
+        v.iter().map(|t| t.iter().map(|x| x.to_string()).collect()).collect::<Vec<Vec<String>>>()
+    };
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0], s(&[&["A"], &["B"], &["C"], &["D"]]), "mouse ranking");
+    assert_eq!(seen[1], s(&[&["A"], &["B", "C"], &["D"]]), "keyboard ranking with a tie");
+}
+
+/// HTTP client with a cookie jar of one cookie.
+struct Client {
+    base: String,
+    cookie: String,
+    csrf: String,
+}
+
+impl Client {
+    fn login(base: &str, name: &str, password: &str) -> Client {
+        let resp = ureq::post(&format!("{base}/api/login"))
+            .send_form(&[("name", name), ("password", password)])
+            .expect("login");
+        let cookie =
+            resp.header("set-cookie").expect("session cookie").split(';').next().unwrap().to_string();
+        let me: serde_json::Value = resp.into_json().unwrap();
+        Client { base: base.into(), cookie, csrf: me["csrf"].as_str().unwrap().into() }
+    }
+
+    fn next_item(&self) -> serde_json::Value {
+        ureq::post(&format!("{}/api/next_item", self.base))
+            .set("cookie", &self.cookie)
+            .send_form(&[])
+            .expect("next_item")
+            .into_json()
+            .unwrap()
+    }
+
+    fn submit(&self, item: &serde_json::Value) -> u64 {
+        let ids: Vec<u64> =
+            item["candidates"].as_array().unwrap().iter().map(|c| c["id"].as_u64().unwrap()).collect();
+        let body = serde_json::json!({
+            "csrf": self.csrf,
+            "submission": {"prompt_id": item["prompt_id"], "tiers": ids.iter().map(|i| vec![*i]).collect::<Vec<_>>(),
+                "skipped": null, "flags": [], "better_answer": null, "time_spent_ms": 5}
+        });
+        ureq::post(&format!("{}/api/submit_ranking", self.base))
+            .set("cookie", &self.cookie)
+            .send_json(body)
+            .expect("submit")
+            .into_json::<u64>()
+            .unwrap()
+    }
+}
+
+#[test]
+fn every_acknowledged_ranking_survives_sigkill() {
+    let data = tempfile::tempdir().unwrap();
+    add_user(data.path(), "bob", "annotator", "bob-pw-123");
+    let mut items = String::new();
+    for i in 0..25 {
+        items.push_str(&format!("{{\"prompt\": \"p{i}\", \"responses\": [\"a{i}\", \"b{i}\", \"c{i}\"]}}\n"));
+    }
+    import(data.path(), &items);
+    let mut acknowledged = Vec::new();
+    for trial in 0..20 {
+        let mut server = Server::start(data.path());
+        let client = Client::login(&server.base, "bob", "bob-pw-123");
+        let item = client.next_item();
+        assert!(!item.is_null(), "trial {trial}: queue empty");
+        let id = client.submit(&item);
+        // Acknowledged: kill at once, no chance to flush on the way out.
+        server.child.kill().unwrap();
+        server.child.wait().unwrap();
+        acknowledged.push(id);
+        let store = store::Store::open(&data.path().join("store")).unwrap();
+        let ids: Vec<u64> = store.rankings().unwrap().iter().map(|r| r.id).collect();
+        for a in &acknowledged {
+            assert!(ids.contains(a), "trial {trial}: acknowledged ranking {a} lost after SIGKILL");
+        }
+    }
+}
