@@ -46,6 +46,8 @@ pub fn App() -> impl IntoView {
             <header class="topbar">
                 <a class="brand" href="/">"alignbox"</a>
                 <a href="/annotate">"Annotate"</a>
+                <a href="/operator">"Operator"</a>
+                <a href="/users">"Users"</a>
                 <a href="/login">"Log in"</a>
             </header>
             <main>
@@ -53,6 +55,8 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("") view=pages::home::HomePage/>
                     <Route path=StaticSegment("login") view=pages::login::LoginPage/>
                     <Route path=StaticSegment("annotate") view=pages::annotate::AnnotatePage/>
+                    <Route path=StaticSegment("operator") view=pages::operator::OperatorPage/>
+                    <Route path=StaticSegment("users") view=pages::users::UsersPage/>
                 </Routes>
             </main>
         </Router>

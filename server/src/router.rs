@@ -9,6 +9,9 @@ use app::{shell, ssr::ServerContext, status::StatusReport, App};
 
 use crate::site::{serve_pkg, Site};
 
+/// Largest request body accepted (JSONL imports through the UI included); larger ones get 413.
+pub const MAX_BODY: usize = 32 << 20;
+
 /// Everything a request handler may need.
 #[derive(Clone, axum::extract::FromRef)]
 pub struct AppState {
@@ -37,6 +40,7 @@ pub fn build(state: AppState) -> Router {
             move || shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -3,6 +3,7 @@
 //! migrations, and makes every multi-tree write one transaction that is **flushed to disk before it returns** —
 //! callers acknowledge a write only after that.
 
+pub mod agreement;
 pub mod annotation;
 pub mod import;
 pub mod model;
@@ -358,6 +359,29 @@ impl Store {
     /// Every ranking, by id.
     pub fn rankings(&self) -> Result<Vec<Ranking>, StoreError> {
         self.all(&self.rankings, trees::RANKINGS)
+    }
+
+    /// The annotation guidelines shown beside every item (Markdown-free plain text).
+    pub fn guidelines(&self) -> Result<String, StoreError> {
+        Ok(self
+            .meta
+            .get(b"guidelines")?
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default())
+    }
+
+    /// Replaces the guidelines. Durable on return.
+    pub fn set_guidelines(&self, text: &str, actor: &str) -> Result<(), StoreError> {
+        let event = self.event(actor, "guidelines.set", format!("{} bytes", text.len()))?;
+        (&self.meta, &self.audit)
+            .transaction(|(meta, audit)| {
+                meta.insert(b"guidelines".as_slice(), text.as_bytes())?;
+                audit.insert(&key(event.id), encode(&event))?;
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.flush()?;
+        Ok(())
     }
 
     /// Every demonstration, by id.

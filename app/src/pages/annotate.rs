@@ -7,6 +7,7 @@ use leptos::prelude::*;
 use crate::api::{
     annotate::{next_item, submit_ranking, Item, Submission},
     auth::{whoami, Me},
+    operator::guidelines,
 };
 
 /// The client-side ranking: positions best first, each holding an index into the item's candidates, and
@@ -96,12 +97,20 @@ pub fn AnnotatePage() -> impl IntoView {
 #[component]
 fn Annotator(me: Me) -> impl IntoView {
     let item = Resource::new(|| (), |_| next_item());
+    let rules = Resource::new(|| (), |_| guidelines());
     let saved = RwSignal::new(None::<String>);
     let csrf = StoredValue::new(me.csrf.clone());
     view! {
         <section class="annotate">
             <p class="whoami">"Annotating as " <strong id="me">{me.name.clone()}</strong></p>
             <p id="saved" class="saved" aria-live="polite">{move || saved.get().unwrap_or_default()}</p>
+            <details id="guidelines" class="guidelines">
+                <summary>"Guidelines"</summary>
+                <Suspense fallback=|| ()>
+                    <p class="rules">{move || rules.get().and_then(Result::ok).filter(|g| !g.is_empty())
+                        .unwrap_or_else(|| "No guidelines yet: prefer the most helpful, honest and harmless answer.".into())}</p>
+                </Suspense>
+            </details>
             <Transition fallback=|| view! { <p>"Loading the next item…"</p> }>
                 {move || item.get().map(|r| match r {
                     Ok(Some(it)) => view! {

@@ -3,3 +3,5 @@
 pub mod annotate;
 pub mod home;
 pub mod login;
+pub mod operator;
+pub mod users;

@@ -1,0 +1,196 @@
+//! The authorization matrix: every server function and page × no session and every role. Roles are checked on
+//! the server; state-changing calls also need the session's CSRF token.
+
+mod support;
+
+use std::path::Path;
+
+use support::{alignbox, Server};
+
+fn add_user(data: &Path, name: &str, role: &str) {
+    let out = alignbox()
+        .args(["users", "add", name, "--role", role, "--data-dir"])
+        .arg(data)
+        .env("ALIGNBOX_PASSWORD", format!("{name}-password"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A logged-in (or anonymous) caller.
+struct Caller {
+    role: &'static str,
+    cookie: Option<String>,
+    csrf: String,
+}
+
+fn login(base: &str, name: &str, role: &'static str) -> Caller {
+    let resp = ureq::post(&format!("{base}/api/login"))
+        .send_form(&[("name", name), ("password", &format!("{name}-password"))])
+        .unwrap();
+    let cookie = resp.header("set-cookie").unwrap().split(';').next().unwrap().to_string();
+    let me: serde_json::Value = resp.into_json().unwrap();
+    Caller { role, cookie: Some(cookie), csrf: me["csrf"].as_str().unwrap().into() }
+}
+
+enum Body {
+    Form(Vec<(&'static str, String)>),
+    Json(serde_json::Value),
+}
+
+fn call(base: &str, c: &Caller, endpoint: &str, body: Body) -> (u16, String) {
+    let mut req = ureq::post(&format!("{base}/api/{endpoint}"));
+    if let Some(cookie) = &c.cookie {
+        req = req.set("cookie", cookie);
+    }
+    let resp = match body {
+        Body::Form(f) => req.send_form(&f.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>()),
+        Body::Json(j) => req.send_json(j),
+    };
+    match resp {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+        Err(e) => panic!("{endpoint}: {e}"),
+    }
+}
+
+/// Minimum role of each server function ("" = anyone), whether it needs the CSRF token, and a body.
+fn endpoints(csrf: &str, n: usize) -> Vec<(&'static str, &'static str, bool, Body)> {
+    let f = |pairs: &[(&'static str, String)]| Body::Form(pairs.to_vec());
+    let c = csrf.to_string();
+    vec![
+        ("server_status", "", false, f(&[])),
+        ("whoami", "", false, f(&[])),
+        ("next_item", "annotator", false, f(&[])),
+        ("guidelines", "annotator", false, f(&[])),
+        (
+            "submit_ranking",
+            "annotator",
+            true,
+            Body::Json(
+                serde_json::json!({"csrf": c, "submission": {"prompt_id": 1, "tiers": [], "skipped": "x",
+                "flags": [], "better_answer": null, "time_spent_ms": 0}}),
+            ),
+        ),
+        ("overview", "operator", false, f(&[])),
+        (
+            "add_prompt",
+            "operator",
+            true,
+            f(&[("csrf", c.clone()), ("text", format!("operator-secret-prompt-{n}"))]),
+        ),
+        (
+            "import_jsonl",
+            "operator",
+            true,
+            Body::Json(
+                serde_json::json!({"csrf": c, "file_name": "x.jsonl", "content": format!("{{\"prompt\": \"imported-{n}\"}}\n")}),
+            ),
+        ),
+        ("set_guidelines", "operator", true, f(&[("csrf", c.clone()), ("text", "Be kind.".into())])),
+        ("list_users", "admin", false, f(&[])),
+        (
+            "add_user",
+            "admin",
+            true,
+            f(&[("csrf", c.clone()), ("name", format!("new{n}")), ("role", "annotator".into())]),
+        ),
+        ("disable_user", "admin", true, f(&[("csrf", c.clone()), ("name", format!("victim{n}"))])),
+    ]
+}
+
+fn rank(role: &str) -> u8 {
+    match role {
+        "" => 0,
+        "annotator" => 1,
+        "operator" => 2,
+        "admin" => 3,
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn every_server_function_checks_role_and_csrf_on_the_server() {
+    let data = tempfile::tempdir().unwrap();
+    add_user(data.path(), "ann", "annotator");
+    add_user(data.path(), "op", "operator");
+    add_user(data.path(), "adm", "admin");
+    for i in 0..8 {
+        add_user(data.path(), &format!("victim{i}"), "annotator");
+    }
+    let server = Server::start(data.path());
+    let base = server.base.clone();
+    let callers = [
+        Caller { role: "", cookie: None, csrf: String::new() },
+        login(&base, "ann", "annotator"),
+        login(&base, "op", "operator"),
+        login(&base, "adm", "admin"),
+    ];
+    let mut n = 0;
+    for caller in &callers {
+        for (endpoint, min_role, needs_csrf, body) in endpoints(&caller.csrf, n) {
+            n += 1;
+            let (status, text) = call(&base, caller, endpoint, body);
+            let who = if caller.role.is_empty() { "no session" } else { caller.role };
+            if rank(caller.role) < rank(min_role) {
+                let want = if caller.cookie.is_none() { 401 } else { 403 };
+                assert_eq!(status, want, "{who} → {endpoint} should be refused: {text}");
+            } else {
+                assert!(status != 401 && status != 403, "{who} → {endpoint} was refused ({status}): {text}");
+            }
+            if needs_csrf && rank(caller.role) >= rank(min_role) {
+                // The same call without the token is refused.
+                let stripped = endpoints("", n).into_iter().find(|e| e.0 == endpoint).unwrap().3;
+                let (status, text) = call(&base, caller, endpoint, stripped);
+                assert_eq!(status, 403, "{who} → {endpoint} without CSRF token: {text}");
+                assert!(text.contains("CSRF"), "{text}");
+            }
+        }
+    }
+
+    // Annotators never reach operator data, not even through the server-rendered pages.
+    let ann = &callers[1];
+    for page in ["/operator", "/users", "/annotate", "/"] {
+        let html = ureq::get(&format!("{base}{page}"))
+            .set("cookie", ann.cookie.as_deref().unwrap())
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        assert!(!html.contains("operator-secret-prompt"), "{page} leaked operator data to an annotator");
+        assert!(!html.contains("victim"), "{page} leaked the user list to an annotator");
+    }
+    // A cross-site form post carries no SameSite=Strict cookie; and the cookie is HttpOnly.
+    let resp = ureq::post(&format!("{base}/api/login"))
+        .send_form(&[("name", "ann"), ("password", "ann-password")])
+        .unwrap();
+    let cookie = resp.header("set-cookie").unwrap().to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    // Wrong passwords and disabled users cannot log in.
+    let bad = ureq::post(&format!("{base}/api/login")).send_form(&[("name", "ann"), ("password", "nope")]);
+    assert!(matches!(bad, Err(ureq::Error::Status(401, _))));
+}
+
+#[test]
+fn request_bodies_over_the_limit_are_refused_before_they_are_read() {
+    use std::io::{Read, Write};
+    let data = tempfile::tempdir().unwrap();
+    add_user(data.path(), "op", "operator");
+    let server = Server::start(data.path());
+    let op = login(&server.base, "op", "operator");
+    // Announce a 40 MiB body and send none of it: the answer must come from the header alone.
+    let addr = server.base.trim_start_matches("http://");
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    let request = format!(
+        "POST /api/import_jsonl HTTP/1.1\r\nHost: {addr}\r\nCookie: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        op.cookie.as_deref().unwrap(),
+        40 << 20
+    );
+    tcp.write_all(request.as_bytes()).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let mut head = [0u8; 64];
+    let n = tcp.read(&mut head).unwrap();
+    let status = String::from_utf8_lossy(&head[..n]);
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+}
