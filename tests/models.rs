@@ -141,3 +141,57 @@ fn serve_registers_the_default_model_and_generate_answers_paris() {
     assert!(ok, "{err}");
     assert!(out.contains("Paris"), "{out}");
 }
+
+#[test]
+fn the_default_policy_answers_new_prompts_with_k_candidates() {
+    let data = tempfile::tempdir().unwrap();
+    let src = fixture("tiny-llama-mha");
+    assert!(run(&["models", "import", src.to_str().unwrap(), "--name", "tiny", "--default"], data.path()).0);
+    let prompts = data.path().join("prompts.jsonl");
+    std::fs::write(&prompts, "{\"prompt\": \"Tell me a story.\"}\n{\"prompt\": \"Why is the sky blue?\"}\n")
+        .unwrap();
+    assert!(run(&["import", prompts.to_str().unwrap()], data.path()).0);
+    let out = alignbox()
+        .args(["users", "add", "ann", "--data-dir"])
+        .arg(data.path())
+        .env("ALIGNBOX_PASSWORD", "ann-password")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+
+    let server = Server::start_with(data.path(), &["--candidates", "3", "--candidate-tokens", "12"]);
+    let login = ureq::post(&server.url("/api/login"))
+        .send_form(&[("name", "ann"), ("password", "ann-password")])
+        .unwrap();
+    let cookie = login.header("set-cookie").unwrap().split(';').next().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let item: serde_json::Value = loop {
+        let v: serde_json::Value = ureq::post(&server.url("/api/next_item"))
+            .set("cookie", &cookie)
+            .send_form(&[])
+            .unwrap()
+            .into_json()
+            .unwrap();
+        if !v.is_null() {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "no candidates were generated within 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(item["candidates"].as_array().unwrap().len(), 3, "{item}");
+    // Wait for the second prompt too, then look at what was stored.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (ok, log) = server.terminate();
+    assert!(ok, "{log}");
+    let store = store::Store::open(&data.path().join("store")).unwrap();
+    for p in store.prompts().unwrap() {
+        let cands = store.candidates_of(p.id).unwrap();
+        assert_eq!(cands.len(), 3, "prompt {}", p.id);
+        for c in cands {
+            assert_eq!(c.policy.as_deref(), Some("tiny"));
+            assert!(!c.tokens.is_empty() && c.tokens.len() <= 12);
+            assert_eq!(c.tokens.len(), c.logprobs.len());
+            assert!(c.logprobs.iter().all(|l| *l <= 0.0));
+        }
+    }
+}

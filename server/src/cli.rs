@@ -50,6 +50,18 @@ pub enum Command {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Export the preference data as JSONL: `rankings` (prompt, responses, tiers) or `pairs` (TRL
+    /// prompt/chosen/rejected, every pair of a ranking, ties left out). Both import back.
+    Export {
+        /// `rankings` or `pairs`.
+        #[arg(value_parser = ["rankings", "pairs"])]
+        what: String,
+        /// Output file (default: stdout).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
     /// Run a benchmark workload of ../shared/WORKLOAD.md and print one JSON line per result.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -80,6 +92,14 @@ pub struct ServeArgs {
     /// How many different annotators rank each item.
     #[arg(long, default_value_t = 2)]
     pub overlap: usize,
+
+    /// Candidates the default policy samples for each prompt that has none (0: do not generate).
+    #[arg(long, default_value_t = 4)]
+    pub candidates: usize,
+
+    /// Longest generated candidate, in tokens.
+    #[arg(long, default_value_t = 160)]
+    pub candidate_tokens: usize,
 
     /// Mark session cookies `Secure` (when serving behind TLS).
     #[arg(long)]

@@ -7,6 +7,7 @@ mod logging;
 mod router;
 mod serve;
 mod site;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,9 @@ fn main() -> ExitCode {
         cli::Command::Bench(cmd) => commands::bench::run(cmd),
         cli::Command::Users(cmd) => commands::users::run(cmd),
         cli::Command::Import { file, data } => commands::import::run(&file, &data.data_dir),
+        cli::Command::Export { what, out, data } => {
+            commands::import::export(&what, out.as_deref(), &data.data_dir)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

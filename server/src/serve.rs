@@ -30,8 +30,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let db = store::Store::open(&data.store_path())
         .with_context(|| format!("opening the store in {}", data.store_path().display()))?;
     crate::commands::users::ensure_admin(&db)?;
+    let worker = match (&policy, args.candidates) {
+        (Some(id), k) if k > 0 => Some(crate::worker::CandidateWorker::spawn(
+            db.clone(),
+            registry.clone(),
+            id.clone(),
+            crate::worker::WorkerConfig {
+                k,
+                max_new_tokens: args.candidate_tokens,
+                temperature: 0.8,
+                top_p: 0.95,
+            },
+        )?),
+        _ => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(serve(args, &data, db.clone(), policy));
+    drop(worker);
     let flushed = db.flush().context("flushing the store on shutdown");
     tracing::info!(bytes = flushed.as_ref().ok(), "store flushed, bye");
     result.and(flushed.map(|_| ()))

@@ -5,6 +5,7 @@
 
 pub mod agreement;
 pub mod annotation;
+pub mod export;
 pub mod import;
 pub mod model;
 mod schema;
@@ -338,6 +339,21 @@ impl Store {
             let (k, _) = r?;
             let id = id_of(&k);
             out.push(self.candidate(id)?.ok_or(StoreError::NotFound { what: "candidate", id })?);
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` prompts (oldest first) that have no candidates yet: the policy answers them.
+    pub fn prompts_without_candidates(&self, limit: usize) -> Result<Vec<Prompt>, StoreError> {
+        let mut out = Vec::new();
+        for r in self.prompts.iter() {
+            let (k, v) = r?;
+            if self.candidates_by_prompt.scan_prefix(&k).next().is_none() {
+                out.push(decode(trees::PROMPTS, &k, &v)?);
+                if out.len() == limit {
+                    break;
+                }
+            }
         }
         Ok(out)
     }

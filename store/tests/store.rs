@@ -137,3 +137,47 @@ fn a_submission_must_cover_every_candidate_once_and_only_once() {
     let other = s.add_user("v", Role::Annotator, "h", "t").unwrap().id;
     assert!(s.submit(other, "t", a.prompt_id, &tie).unwrap_err().to_string().contains("not assigned"));
 }
+
+#[test]
+fn exported_rankings_and_pairs_import_back_to_the_same_preferences() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    import(
+        &s,
+        concat!(
+            "{\"prompt\": \"Order\", \"responses\": [\"x\", \"y\", \"z\", \"w\"], \"tiers\": [[2], [0, 3], [1]]}\n",
+            "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": \"Hi\"}], ",
+            "\"chosen\": [{\"role\": \"assistant\", \"content\": \"Hello.\"}], \"rejected\": [{\"role\": \"assistant\", \"content\": \"Go.\"}]}\n"
+        ),
+    );
+    let rankings = s.export_rankings().unwrap();
+    let pairs = s.export_pairs().unwrap();
+    assert_eq!(rankings.lines().count(), 2);
+    // 3 tiers of 1, 2, 1 → 5 pairs (the tie gives none), plus the chat pair.
+    assert_eq!(pairs.lines().count(), 6);
+
+    let other = tempfile::tempdir().unwrap();
+    let t = Store::open(other.path()).unwrap();
+    import(&t, &rankings);
+    let texts = |st: &Store| {
+        let mut all: Vec<Vec<Vec<String>>> = st
+            .rankings()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                r.tiers
+                    .iter()
+                    .map(|tier| tier.iter().map(|id| st.candidate(*id).unwrap().unwrap().text).collect())
+                    .collect()
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    assert_eq!(texts(&s), texts(&t));
+    let third = tempfile::tempdir().unwrap();
+    let u = Store::open(third.path()).unwrap();
+    import(&u, &pairs);
+    assert_eq!(u.rankings().unwrap().len(), 6);
+    assert_eq!(u.prompts().unwrap()[5].messages.len(), 2, "the system message survives");
+}

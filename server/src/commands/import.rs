@@ -1,4 +1,4 @@
-//! `alignbox import FILE.jsonl`: all-or-nothing JSONL imports into the store.
+//! `alignbox import FILE.jsonl` (all-or-nothing JSONL imports into the store) and `alignbox export`.
 
 use std::path::Path;
 
@@ -14,5 +14,22 @@ pub fn run(file: &Path, data_dir: &Path) -> anyhow::Result<()> {
     let batch = store::import::parse(&bytes, &name, &mut || store.new_id().expect("id"))?;
     store.write_batch(&batch, "cli", "import")?;
     println!("imported {} from {name}", batch.summary());
+    Ok(())
+}
+
+/// Writes `rankings` or `pairs` JSONL to `out` (or stdout).
+pub fn export(what: &str, out: Option<&Path>, data_dir: &Path) -> anyhow::Result<()> {
+    let (_lock, store) = DataDir::open_store(data_dir)?;
+    let text = match what {
+        "rankings" => store.export_rankings()?,
+        _ => store.export_pairs()?,
+    };
+    match out {
+        Some(path) => {
+            std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("wrote {} {what} lines to {}", text.lines().count(), path.display());
+        }
+        None => print!("{text}"),
+    }
     Ok(())
 }
