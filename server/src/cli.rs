@@ -197,6 +197,23 @@ pub struct GenerateArgs {
 pub enum BenchCommand {
     /// Sampling: 8 prompts × 64 tokens, 64 new tokens each, KV cache, temperature 1; also prefill + first token.
     Gen(BenchArgs),
+    /// Ranking-submit latency of the real server on loopback with many concurrent annotators (each on its own
+    /// connection): login, then rounds of next item + submit; p50/p99/max of the submits and the errors.
+    Http(HttpBenchArgs),
+}
+
+/// Options of `alignbox bench http`.
+#[derive(Debug, Args)]
+pub struct HttpBenchArgs {
+    /// Concurrent annotators (one thread and connection each).
+    #[arg(long, default_value_t = 500)]
+    pub annotators: usize,
+    /// Submits per annotator.
+    #[arg(long, default_value_t = 4)]
+    pub rounds: usize,
+    /// Candidates per item.
+    #[arg(long, default_value_t = 4)]
+    pub k: usize,
 }
 
 /// Options shared by benchmarks.

@@ -48,8 +48,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let result = runtime.block_on(serve(args, &data, db.clone(), policy));
     drop(worker);
     let flushed = db.flush().context("flushing the store on shutdown");
-    tracing::info!(bytes = flushed.as_ref().ok(), "store flushed, bye");
-    result.and(flushed.map(|_| ()))
+    if flushed.is_ok() {
+        tracing::info!("store flushed, bye");
+    }
+    result.and(flushed)
 }
 
 async fn serve(

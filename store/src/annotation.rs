@@ -83,14 +83,15 @@ impl Store {
         if let Some(open) = mine.iter().find(|a| a.ranking_id.is_none()) {
             return Ok(Some(open.clone()));
         }
-        let progress = self.progress()?;
+        let count = |v: Option<sled::IVec>| {
+            v.map_or(0, |v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])))
+        };
         for r in self.prompts.iter() {
             let (k, _) = r?;
             let prompt_id = crate::id_of(&k);
-            if mine.iter().any(|a| a.prompt_id == prompt_id) {
-                continue;
-            }
-            if progress.get(&prompt_id).map_or(0, |p| p.assigned) >= overlap {
+            if mine.iter().any(|a| a.prompt_id == prompt_id)
+                || count(self.assign_counts.get(&k)?) >= overlap as u64
+            {
                 continue;
             }
             let candidates: Vec<u64> = self.candidates_of(prompt_id)?.iter().map(|c| c.id).collect();
@@ -104,13 +105,20 @@ impl Store {
                 assigned_ms: now_ms(),
                 ranking_id: None,
             };
-            // Claim it unless a concurrent request filled the last slot or gave this user the same item.
-            let taken = self.assignments.compare_and_swap(
-                pair_key(user_id, prompt_id),
-                None as Option<&[u8]>,
-                Some(encode(&a)),
-            )?;
-            if taken.is_err() {
+            // Claim it, unless a concurrent request filled the last slot or gave this user the same item.
+            let a_key = pair_key(user_id, prompt_id);
+            let claimed = (&self.assignments, &self.assign_counts)
+                .transaction(|(assignments, counts)| {
+                    let n = count(counts.get(key(prompt_id))?);
+                    if n >= overlap as u64 || assignments.get(a_key)?.is_some() {
+                        return Ok(false);
+                    }
+                    assignments.insert(&a_key, encode(&a))?;
+                    counts.insert(&key(prompt_id), &(n + 1).to_be_bytes())?;
+                    Ok(true)
+                })
+                .map_err(tx_err)?;
+            if !claimed {
                 continue;
             }
             self.flush()?;

@@ -5,6 +5,7 @@
 
 pub mod agreement;
 pub mod annotation;
+mod durability;
 pub mod export;
 pub mod import;
 pub mod model;
@@ -66,6 +67,8 @@ pub mod trees {
     pub const DEMONSTRATIONS: &str = "demonstrations";
     /// user id ‖ prompt id → [`crate::Assignment`].
     pub const ASSIGNMENTS: &str = "assignments";
+    /// prompt id → number of assignments handed out (big-endian u64); schema 2.
+    pub const ASSIGN_COUNTS: &str = "assign_counts";
     /// id → [`crate::AuditEvent`].
     pub const AUDIT: &str = "audit";
 }
@@ -103,6 +106,7 @@ fn hex(k: &[u8]) -> String {
 #[derive(Clone, Debug)]
 pub struct Store {
     db: sled::Db,
+    commit: std::sync::Arc<durability::GroupCommit>,
     meta: Tree,
     users: Tree,
     user_names: Tree,
@@ -114,6 +118,7 @@ pub struct Store {
     rankings_by_prompt: Tree,
     demonstrations: Tree,
     assignments: Tree,
+    assign_counts: Tree,
     audit: Tree,
 }
 
@@ -150,7 +155,9 @@ impl Store {
             rankings_by_prompt: t(trees::RANKINGS_BY_PROMPT)?,
             demonstrations: t(trees::DEMONSTRATIONS)?,
             assignments: t(trees::ASSIGNMENTS)?,
+            assign_counts: t(trees::ASSIGN_COUNTS)?,
             audit: t(trees::AUDIT)?,
+            commit: Default::default(),
             db,
         };
         schema::migrate(&store.db, &store.meta)?;
@@ -162,9 +169,9 @@ impl Store {
         schema::version(&self.meta)
     }
 
-    /// Makes every earlier write durable.
-    pub fn flush(&self) -> Result<usize, StoreError> {
-        Ok(self.db.flush()?)
+    /// Makes every earlier write durable (group commit: concurrent callers share one flush).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        Ok(self.commit.sync(&self.db)?)
     }
 
     /// Bytes on disk.

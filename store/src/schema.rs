@@ -5,7 +5,7 @@ use sled::{Db, Tree};
 use crate::StoreError;
 
 /// The version this build writes.
-pub const CURRENT: u64 = 1;
+pub const CURRENT: u64 = 2;
 
 const KEY: &[u8] = b"schema_version";
 
@@ -21,7 +21,26 @@ type Migration = fn(&Db) -> Result<(), StoreError>;
 const MIGRATIONS: [Migration; CURRENT as usize] = [
     // 0 → 1: the first schema; the trees are opened by `Store::from_db`, nothing to convert.
     |_db| Ok(()),
+    // 1 → 2: per-prompt assignment counters, so handing out an item no longer scans every assignment.
+    count_assignments,
 ];
+
+fn count_assignments(db: &Db) -> Result<(), StoreError> {
+    let assignments = db.open_tree(crate::trees::ASSIGNMENTS)?;
+    let counts = db.open_tree(crate::trees::ASSIGN_COUNTS)?;
+    counts.clear()?;
+    let mut per_prompt = std::collections::BTreeMap::<[u8; 8], u64>::new();
+    for r in assignments.iter() {
+        let (k, _) = r?;
+        // Key: user id ‖ prompt id.
+        let prompt: [u8; 8] = k[8..16].try_into().expect("16-byte assignment key");
+        *per_prompt.entry(prompt).or_default() += 1;
+    }
+    for (prompt, n) in per_prompt {
+        counts.insert(prompt, &n.to_be_bytes())?;
+    }
+    Ok(())
+}
 
 /// Applies every migration the store has not seen, recording each version as it completes.
 pub fn migrate(db: &Db, meta: &Tree) -> Result<(), StoreError> {

@@ -53,7 +53,7 @@ fn the_schema_version_is_recorded_and_a_newer_one_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     {
         let s = Store::open(dir.path()).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 1);
+        assert_eq!(s.schema_version().unwrap(), 2);
     }
     {
         let db = sled::open(dir.path()).unwrap();
@@ -61,7 +61,7 @@ fn the_schema_version_is_recorded_and_a_newer_one_is_refused() {
         db.flush().unwrap();
     }
     let err = Store::open(dir.path()).unwrap_err();
-    assert!(matches!(err, StoreError::TooNew { found: 99, supported: 1 }), "{err}");
+    assert!(matches!(err, StoreError::TooNew { found: 99, supported: 2 }), "{err}");
 }
 
 #[test]
@@ -180,4 +180,30 @@ fn exported_rankings_and_pairs_import_back_to_the_same_preferences() {
     import(&u, &pairs);
     assert_eq!(u.rankings().unwrap().len(), 6);
     assert_eq!(u.prompts().unwrap()[5].messages.len(), 2, "the system message survives");
+}
+
+#[test]
+fn migrating_a_version_1_store_rebuilds_the_assignment_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = {
+        let s = Store::open(dir.path()).unwrap();
+        import(&s, "{\"prompt\": \"A\", \"responses\": [\"1\", \"2\"]}\n");
+        let a = s.add_user("a", Role::Annotator, "h", "t").unwrap().id;
+        let b = s.add_user("b", Role::Annotator, "h", "t").unwrap().id;
+        assert!(s.next_assignment(a, 2).unwrap().is_some());
+        assert!(s.next_assignment(b, 2).unwrap().is_some());
+        (a, b)
+    };
+    {
+        // Turn it into what version 1 wrote: no counters.
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("assign_counts").unwrap().clear().unwrap();
+        db.open_tree("meta").unwrap().insert(b"schema_version", &1u64.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.schema_version().unwrap(), 2);
+    let c = s.add_user("c", Role::Annotator, "h", "t").unwrap().id;
+    assert!(s.next_assignment(c, 2).unwrap().is_none(), "the item already has its two annotators");
+    assert!(s.next_assignment(a, 2).unwrap().is_some() && s.next_assignment(b, 2).unwrap().is_some());
 }

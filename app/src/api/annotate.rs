@@ -49,7 +49,11 @@ pub async fn next_item() -> Result<Option<Item>, ServerFnError> {
     let (user, _) = auth::require(store::Role::Annotator).await?;
     let ctx = expect_context::<ServerContext>();
     let e = |e: store::StoreError| ServerFnError::new(e.to_string());
-    let Some(a) = ctx.store.next_assignment(user.id, ctx.overlap).map_err(e)? else { return Ok(None) };
+    let (store, overlap, uid) = (ctx.store.clone(), ctx.overlap, user.id);
+    let assigned = tokio::task::spawn_blocking(move || store.next_assignment(uid, overlap))
+        .await
+        .map_err(|e| ServerFnError::new(e.to_string()))?;
+    let Some(a) = assigned.map_err(e)? else { return Ok(None) };
     let prompt =
         ctx.store.prompt(a.prompt_id).map_err(e)?.ok_or_else(|| ServerFnError::new("prompt vanished"))?;
     let mut candidates = Vec::with_capacity(a.order.len());
@@ -86,7 +90,14 @@ pub async fn submit_ranking(csrf: String, submission: Submission) -> Result<u64,
         better_answer: submission.better_answer,
         time_spent_ms: submission.time_spent_ms,
     };
-    match ctx.store.submit(user.id, &user.name, submission.prompt_id, &judgement) {
+    // The write ends in an fsync: run it off the async workers so concurrent submits overlap.
+    let store = ctx.store.clone();
+    let prompt_id = submission.prompt_id;
+    let result =
+        tokio::task::spawn_blocking(move || store.submit(user.id, &user.name, prompt_id, &judgement))
+            .await
+            .map_err(|e| ServerFnError::new(e.to_string()))?;
+    match result {
         Ok(r) => Ok(r.id),
         Err(store::StoreError::Rejected(why)) => {
             expect_context::<leptos_axum::ResponseOptions>()

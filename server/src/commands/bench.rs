@@ -31,6 +31,7 @@ fn model(args: &BenchArgs) -> anyhow::Result<Llama<Infer>> {
 /// Runs a benchmark and prints its JSON lines.
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
+        BenchCommand::Http(args) => super::bench_http::run(args)?,
         BenchCommand::Gen(args) => {
             let threads = set_threads(args.threads);
             let m = model(&args)?;

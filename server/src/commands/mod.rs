@@ -1,6 +1,7 @@
 //! One module per CLI command other than `serve`.
 
 pub mod bench;
+pub mod bench_http;
 pub mod generate;
 pub mod import;
 pub mod models;
