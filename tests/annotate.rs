@@ -229,3 +229,39 @@ fn every_acknowledged_ranking_survives_sigkill() {
         }
     }
 }
+
+#[test]
+fn a_bad_import_names_file_line_and_field_and_writes_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("bad.jsonl");
+    let cases: [(&[u8], &str); 5] = [
+        (
+            b"{\"prompt\": \"ok\"}\n{\"prompt\": \"p\", \"responses\": [\"a\", 7]}\n",
+            "bad.jsonl:2: field `responses[1]`: must be a string",
+        ),
+        (b"{\"prompt\": \"ok\"}\n{\"prompt\": \"ok\"}\n{oops\n", "bad.jsonl:3: invalid JSON"),
+        (
+            b"{\"prompt\": \"ok\"}\n{\"chosen\": \"a\", \"rejected\": \"b\", \"prompt\": 3}\n",
+            "bad.jsonl:2: field `prompt`",
+        ),
+        (b"{\"prompt\": \"\xc3\x28\"}\n", "bad.jsonl:1: not valid UTF-8"),
+        (b"{\"nothing\": 1}\n", "bad.jsonl:1: field `prompt`: is missing"),
+    ];
+    for (bytes, want) in cases {
+        std::fs::write(&file, bytes).unwrap();
+        let out = alignbox().arg("import").arg(&file).arg("--data-dir").arg(data.path()).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(err.contains(want), "{err:?} should contain {want:?}");
+    }
+    let mut huge = b"{\"prompt\": \"".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 2 << 20));
+    huge.extend(b"\"}\n");
+    std::fs::write(&file, huge).unwrap();
+    let out = alignbox().arg("import").arg(&file).arg("--data-dir").arg(data.path()).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.jsonl:1: line is"), "huge line");
+    // Nothing from the refused files was written.
+    let store = store::Store::open(&data.path().join("store")).unwrap();
+    assert!(store.prompts().unwrap().is_empty());
+    assert!(store.audit_log().unwrap().iter().all(|e| e.action != "import"));
+}

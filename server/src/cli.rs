@@ -214,6 +214,10 @@ pub struct HttpBenchArgs {
     /// Candidates per item.
     #[arg(long, default_value_t = 4)]
     pub k: usize,
+    /// Mean time an annotator spends on an item before submitting (uniform ±50%); 0 = closed loop, which
+    /// measures saturation rather than latency.
+    #[arg(long, default_value_t = 1000)]
+    pub think_ms: u64,
 }
 
 /// Options shared by benchmarks.

@@ -1,8 +1,11 @@
 //! The compute backend this build of alignbox runs on.
 
 /// The inference backend: burn-flex on the CPU by default, burn-cuda with the `cuda` feature.
-#[cfg(not(feature = "cuda"))]
+#[cfg(not(any(feature = "cuda", feature = "ndarray")))]
 pub type Infer = burn::backend::Flex<f32>;
+/// The inference backend: burn-ndarray on the CPU (the `ndarray` feature, for backend comparisons).
+#[cfg(all(feature = "ndarray", not(feature = "cuda")))]
+pub type Infer = burn::backend::NdArray<f32>;
 /// The inference backend: burn-flex on the CPU by default, burn-cuda with the `cuda` feature.
 #[cfg(feature = "cuda")]
 pub type Infer = burn::backend::Cuda<f32>;
@@ -14,6 +17,8 @@ pub type Train = burn::backend::Autodiff<Infer>;
 pub fn name() -> &'static str {
     if cfg!(feature = "cuda") {
         "cuda"
+    } else if cfg!(feature = "ndarray") {
+        "cpu-ndarray"
     } else {
         "cpu-flex"
     }

@@ -3,7 +3,7 @@
 
 use std::{
     sync::{Arc, Barrier, Mutex},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use anyhow::Context;
@@ -51,19 +51,39 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
     let barrier = Arc::new(Barrier::new(n + 1));
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(n * args.rounds)));
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let login_errors = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut threads = Vec::with_capacity(n);
     for i in 0..n {
         let (base, barrier, latencies, errors) =
             (base.clone(), barrier.clone(), latencies.clone(), errors.clone());
-        let rounds = args.rounds;
+        let login_errors = login_errors.clone();
+        let (rounds, think_ms) = (args.rounds, args.think_ms);
         threads.push(std::thread::Builder::new().stack_size(256 << 10).spawn(move || {
             let agent = ureq::AgentBuilder::new().max_idle_connections_per_host(1).build();
-            let session = login(&agent, &base, &format!("a{i}"));
+            // Log in before the clock starts; retry, as a browser would, when the accept queue overflows.
+            let mut session = login(&agent, &base, &format!("a{i}"));
+            for attempt in 1..6 {
+                if session.is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200 * attempt));
+                session = login(&agent, &base, &format!("a{i}"));
+            }
             barrier.wait();
-            let Some((cookie, csrf)) = session.map_err(|e| errors.lock().unwrap().push(e)).ok() else {
+            let Some((cookie, csrf)) = session.map_err(|e| login_errors.lock().unwrap().push(e)).ok() else {
                 return;
             };
+            // Each annotator spends think_ms (uniform ±50%) on an item before submitting it.
+            let mut rng = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let mut think = || {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let u = (rng % 10_000) as f64 / 10_000.0;
+                Duration::from_micros((think_ms as f64 * 1000.0 * (0.5 + u)) as u64)
+            };
             for _ in 0..rounds {
+                std::thread::sleep(think());
                 match one_round(&agent, &base, &cookie, &csrf) {
                     Ok(Some(ms)) => latencies.lock().unwrap().push(ms),
                     Ok(None) => break,
@@ -90,6 +110,8 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
         "submits": lat.len(),
         "stored_rankings": stored,
         "errors": errors.len(),
+        "login_errors": login_errors.lock().unwrap().len(),
+        "think_ms": args.think_ms,
         "first_errors": errors.iter().take(3).collect::<Vec<_>>(),
         "p50_ms": pct(0.50),
         "p99_ms": pct(0.99),
