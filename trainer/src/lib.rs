@@ -9,5 +9,6 @@ pub mod generate;
 pub mod io;
 pub mod model;
 pub mod registry;
+pub mod rl;
 pub mod rng;
 pub mod tokenizer;

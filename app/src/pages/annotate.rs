@@ -196,8 +196,10 @@ fn ItemView(
     };
 
     let prompt = item.get_value().prompt;
+    let done = item.get_value().done;
     view! {
         <article class="item" data-prompt-id=item.get_value().prompt_id>
+            <p id="progress" class="hint">{format!("{done} items done")}</p>
             <h2>"Prompt"</h2>
             <p id="prompt" class="prompt">{prompt}</p>
             <p class="hint">
