@@ -208,6 +208,24 @@ fn tiers(l: &Line, v: &Value, n: usize) -> Result<Vec<Vec<usize>>, ImportError> 
     Ok(out)
 }
 
+fn imported_candidate(id: u64, prompt_id: u64, text: String, source: String, now: u64) -> Candidate {
+    Candidate { id, prompt_id, text, tokens: vec![], logprobs: vec![], policy: None, source, created_ms: now }
+}
+
+fn imported_ranking(id: u64, prompt_id: u64, tiers: Vec<Vec<u64>>, source: String, now: u64) -> Ranking {
+    Ranking {
+        id,
+        prompt_id,
+        user_id: None,
+        tiers,
+        skipped: None,
+        flags: vec![],
+        time_spent_ms: 0,
+        source,
+        created_ms: now,
+    }
+}
+
 /// Parses JSONL bytes into new records (ids from `next_id`). `file` names the source in errors and records.
 pub fn parse(bytes: &[u8], file: &str, next_id: &mut dyn FnMut() -> u64) -> Result<Batch, ImportError> {
     let mut batch = Batch::default();
@@ -259,28 +277,15 @@ pub fn parse(bytes: &[u8], file: &str, next_id: &mut dyn FnMut() -> u64) -> Resu
             let pid = new_prompt(msgs, &mut batch);
             let ids = [next_id(), next_id()];
             for (id, text) in ids.iter().zip([chosen, rejected]) {
-                batch.candidates.push(Candidate {
-                    id: *id,
-                    prompt_id: pid,
-                    text,
-                    tokens: vec![],
-                    logprobs: vec![],
-                    policy: None,
-                    source: l.source(),
-                    created_ms: now,
-                });
+                batch.candidates.push(imported_candidate(*id, pid, text, l.source(), now));
             }
-            batch.rankings.push(Ranking {
-                id: next_id(),
-                prompt_id: pid,
-                user_id: None,
-                tiers: vec![vec![ids[0]], vec![ids[1]]],
-                skipped: None,
-                flags: vec![],
-                time_spent_ms: 0,
-                source: l.source(),
-                created_ms: now,
-            });
+            batch.rankings.push(imported_ranking(
+                next_id(),
+                pid,
+                vec![vec![ids[0]], vec![ids[1]]],
+                l.source(),
+                now,
+            ));
         } else if obj.contains_key("responses") {
             let msgs = prompt_messages(&l, &obj)?;
             let texts = responses(&l, &obj)?;
@@ -288,29 +293,11 @@ pub fn parse(bytes: &[u8], file: &str, next_id: &mut dyn FnMut() -> u64) -> Resu
             let pid = new_prompt(msgs, &mut batch);
             let ids: Vec<u64> = texts.iter().map(|_| next_id()).collect();
             for (id, text) in ids.iter().zip(texts) {
-                batch.candidates.push(Candidate {
-                    id: *id,
-                    prompt_id: pid,
-                    text,
-                    tokens: vec![],
-                    logprobs: vec![],
-                    policy: None,
-                    source: l.source(),
-                    created_ms: now,
-                });
+                batch.candidates.push(imported_candidate(*id, pid, text, l.source(), now));
             }
             if let Some(order) = order {
-                batch.rankings.push(Ranking {
-                    id: next_id(),
-                    prompt_id: pid,
-                    user_id: None,
-                    tiers: order.iter().map(|t| t.iter().map(|&i| ids[i]).collect()).collect(),
-                    skipped: None,
-                    flags: vec![],
-                    time_spent_ms: 0,
-                    source: l.source(),
-                    created_ms: now,
-                });
+                let tiers = order.iter().map(|t| t.iter().map(|&i| ids[i]).collect()).collect();
+                batch.rankings.push(imported_ranking(next_id(), pid, tiers, l.source(), now));
             }
         } else if obj.contains_key("completion") {
             let msgs = prompt_messages(&l, &obj)?;
