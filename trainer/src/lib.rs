@@ -10,5 +10,6 @@ pub mod io;
 pub mod model;
 pub mod registry;
 pub mod rl;
+pub mod rm;
 pub mod rng;
 pub mod tokenizer;
