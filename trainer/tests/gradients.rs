@@ -37,8 +37,8 @@ fn loss_with(map: weights::TensorMap) -> f64 {
     let rm = RewardModel::new(trunk, head(), &device);
     let (tokens, lengths) = batch::<Infer>(&device);
     let scores = rm.forward(tokens, &lengths);
-    let better = scores.clone().slice([0..1]);
-    let worse = scores.slice([1..2]);
+    let better = scores.clone().narrow(0, 0, 1);
+    let worse = scores.narrow(0, 1, 1);
     pairwise_loss(better, worse, 0.0).loss.into_data().to_vec::<f32>().unwrap()[0] as f64
 }
 
@@ -50,7 +50,7 @@ fn reward_model_gradients_match_finite_differences() {
     let rm = RewardModel::new(trunk, head(), &device);
     let (tokens, lengths) = batch::<Train>(&device);
     let scores = rm.forward(tokens, &lengths);
-    let loss = pairwise_loss(scores.clone().slice([0..1]), scores.slice([1..2]), 0.0).loss;
+    let loss = pairwise_loss(scores.clone().narrow(0, 0, 1), scores.narrow(0, 1, 1), 0.0).loss;
     let grads = loss.backward();
 
     // (HF name, row, column) of elements to check, and the module parameter holding each ([d_in, d_out] layout).
