@@ -11,5 +11,6 @@ pub mod model;
 pub mod registry;
 pub mod rl;
 pub mod rm;
+pub mod rm_train;
 pub mod rng;
 pub mod tokenizer;
