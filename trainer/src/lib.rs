@@ -8,6 +8,7 @@ pub mod bench;
 pub mod generate;
 pub mod io;
 pub mod model;
+pub mod peft;
 pub mod registry;
 pub mod rl;
 pub mod rm;

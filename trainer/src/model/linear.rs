@@ -1,25 +1,68 @@
-//! The one linear layer every projection of the model uses, so that adapters (LoRA, QLoRA) can wrap all of them
-//! by changing this file only.
+//! The one linear layer every projection of the model uses, so that adapters wrap all of them from here: a frozen
+//! base weight plus an optional LoRA adapter (`x·W + s·(x·A)·B`, with `s = alpha / rank`).
 
 use burn::{
     module::{Module, Param},
     tensor::{backend::Backend, module::linear, Tensor},
 };
 
-/// `y = x · W + b` with `W` stored as `[d_in, d_out]` (burn's layout; HF stores the transpose).
+/// A low-rank adapter: `Δ(x) = scale · (x·A)·B`.
+#[derive(Module, Debug)]
+pub struct Lora<B: Backend> {
+    /// `[d_in, rank]`, random at the start.
+    pub a: Param<Tensor<B, 2>>,
+    /// `[rank, d_out]`, zeros at the start (so a fresh adapter changes nothing).
+    pub b: Param<Tensor<B, 2>>,
+    /// `alpha / rank`.
+    pub scale: f64,
+}
+
+/// `y = x · W + b` (+ the adapter) with `W` stored as `[d_in, d_out]` (burn's layout; HF stores the transpose).
 #[derive(Module, Debug)]
 pub struct Linear<B: Backend> {
     /// `[d_in, d_out]`.
     pub weight: Param<Tensor<B, 2>>,
     /// `[d_out]`, when the layer has a bias.
     pub bias: Option<Param<Tensor<B, 1>>>,
+    /// The LoRA adapter, when one is attached.
+    pub lora: Option<Lora<B>>,
 }
 
 impl<B: Backend> Linear<B> {
     /// Builds the layer from a weight `[d_in, d_out]` and an optional bias `[d_out]`. The weight must be
     /// contiguous: a transposed view would be copied on every forward by the CPU backend.
     pub fn new(weight_in_out: Tensor<B, 2>, bias: Option<Tensor<B, 1>>) -> Self {
-        Self { weight: Param::from_tensor(weight_in_out), bias: bias.map(Param::from_tensor) }
+        Self { weight: Param::from_tensor(weight_in_out), bias: bias.map(Param::from_tensor), lora: None }
+    }
+
+    /// Attaches a fresh adapter of `rank` (A ~ normal(0, 1/rank) from `rng`, B = 0) and freezes the base
+    /// weight and bias.
+    pub fn with_lora(self, rank: usize, alpha: f64, rng: &mut crate::rng::Rng) -> Self {
+        let device = self.weight.device();
+        let (d_in, d_out) = (self.d_in(), self.d_out());
+        let a: Vec<f32> = (0..d_in * rank).map(|_| (rng.normal() / rank as f64) as f32).collect();
+        let a = Tensor::from_data(burn::tensor::TensorData::new(a, [d_in, rank]), &device);
+        let b = Tensor::zeros([rank, d_out], &device);
+        Self {
+            weight: self.weight.set_require_grad(false),
+            bias: self.bias.map(|b| b.set_require_grad(false)),
+            lora: Some(Lora {
+                a: Param::from_tensor(a),
+                b: Param::from_tensor(b),
+                scale: alpha / rank as f64,
+            }),
+        }
+    }
+
+    /// Folds the adapter into the weight (`W + scale·A·B`) and drops it: what an HF export needs.
+    pub fn merged(self) -> Self {
+        match self.lora {
+            None => self,
+            Some(l) => {
+                let delta = l.a.val().matmul(l.b.val()).mul_scalar(l.scale);
+                Self { weight: Param::from_tensor(self.weight.val().add(delta)), bias: self.bias, lora: None }
+            }
+        }
     }
 
     /// The weight in HF layout `[d_out, d_in]`.
@@ -39,6 +82,10 @@ impl<B: Backend> Linear<B> {
 
     /// `[..., d_in]` → `[..., d_out]`.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        linear(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()))
+        let base = linear(x.clone(), self.weight.val(), self.bias.as_ref().map(|b| b.val()));
+        match &self.lora {
+            None => base,
+            Some(l) => base.add(linear(linear(x, l.a.val(), None), l.b.val(), None).mul_scalar(l.scale)),
+        }
     }
 }

@@ -1,0 +1,77 @@
+//! Parameter-efficient tuning on a frozen base: LoRA adapters on chosen projections, merged back for export.
+
+use burn::{module::Module, tensor::backend::Backend};
+use serde::{Deserialize, Serialize};
+
+use crate::{model::Llama, rng::Rng};
+
+/// Which projections get adapters, and how big.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoraConfig {
+    /// Adapter rank r.
+    pub rank: usize,
+    /// Scale numerator: the update is (alpha / r)·A·B.
+    pub alpha: f64,
+    /// Projection names: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj.
+    pub targets: Vec<String>,
+    /// Seed of the A initialisation.
+    pub seed: u64,
+}
+
+impl Default for LoraConfig {
+    fn default() -> Self {
+        Self { rank: 8, alpha: 16.0, targets: vec!["q_proj".into(), "v_proj".into()], seed: 0 }
+    }
+}
+
+/// Freezes every parameter of `model` and attaches fresh adapters to the targeted projections.
+pub fn add_lora<B: Backend>(model: Llama<B>, cfg: &LoraConfig) -> Llama<B> {
+    let mut model = model.no_grad();
+    let mut rng = Rng::new(cfg.seed);
+    let wants = |name: &str| cfg.targets.iter().any(|t| t == name);
+    for layer in &mut model.layers {
+        let a = &mut layer.self_attn;
+        let m = &mut layer.mlp;
+        for (name, lin) in [
+            ("q_proj", &mut a.q_proj),
+            ("k_proj", &mut a.k_proj),
+            ("v_proj", &mut a.v_proj),
+            ("o_proj", &mut a.o_proj),
+            ("gate_proj", &mut m.gate_proj),
+            ("up_proj", &mut m.up_proj),
+            ("down_proj", &mut m.down_proj),
+        ] {
+            if wants(name) {
+                let taken = std::mem::replace(lin, placeholder(lin));
+                *lin = taken.with_lora(cfg.rank, cfg.alpha, &mut rng);
+            }
+        }
+    }
+    model
+}
+
+/// A cheap stand-in used while a layer is moved out and back.
+fn placeholder<B: Backend>(lin: &crate::model::linear::Linear<B>) -> crate::model::linear::Linear<B> {
+    crate::model::linear::Linear::new(lin.weight.val(), None)
+}
+
+/// Folds every adapter into its weight (for export; the result has no adapters).
+pub fn merge_lora<B: Backend>(mut model: Llama<B>) -> Llama<B> {
+    for layer in &mut model.layers {
+        let a = &mut layer.self_attn;
+        let m = &mut layer.mlp;
+        for lin in [
+            &mut a.q_proj,
+            &mut a.k_proj,
+            &mut a.v_proj,
+            &mut a.o_proj,
+            &mut m.gate_proj,
+            &mut m.up_proj,
+            &mut m.down_proj,
+        ] {
+            let taken = std::mem::replace(lin, placeholder(lin));
+            *lin = taken.merged();
+        }
+    }
+    model
+}
