@@ -14,4 +14,5 @@ pub mod rl;
 pub mod rm;
 pub mod rm_train;
 pub mod rng;
+pub mod sft;
 pub mod tokenizer;
