@@ -7,6 +7,7 @@ pub mod backend;
 pub mod bench;
 pub mod generate;
 pub mod io;
+pub mod memory;
 pub mod model;
 pub mod peft;
 pub mod registry;
