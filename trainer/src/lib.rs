@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod dpo;
 pub mod generate;
 pub mod io;
 pub mod memory;

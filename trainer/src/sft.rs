@@ -82,6 +82,20 @@ pub fn batch<B: Backend>(
     )
 }
 
+/// Sum of the answer tokens' log-probabilities of each example under `model`: `[examples]`.
+pub fn sequence_logps<B: Backend>(
+    model: &Llama<B>,
+    examples: &[Example],
+    pad_id: u32,
+    device: &B::Device,
+) -> Tensor<B, 1> {
+    let (inputs, targets, mask) = batch::<B>(examples, pad_id, device);
+    let [b, s] = inputs.dims();
+    let logp = log_softmax(model.forward(inputs, &Layout::unpadded(b), None), 2);
+    let picked = logp.gather(2, targets.reshape([b, s, 1])).reshape([b, s]);
+    picked.mul(mask).sum_dim(1).reshape([b])
+}
+
 /// Mean answer-token loss of `examples` (no gradients).
 pub fn loss<B: Backend>(model: &Llama<B>, examples: &[Example], pad_id: u32, device: &B::Device) -> f32 {
     let (inputs, targets, mask) = batch::<B>(examples, pad_id, device);
