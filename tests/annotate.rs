@@ -72,6 +72,24 @@ fn card_with(browser: &Browser, prefix: &str) -> support::webdriver::Element {
         .unwrap_or_else(|| panic!("no card starting {prefix}"))
 }
 
+/// Orders the four answers A, B, C, D with number keys, ties C with B (`t`) and submits with Enter.
+fn rank_by_keyboard_with_a_tie(browser: &Browser) {
+    browser.wait_for("#prompt", Duration::from_secs(10));
+    for (rank, prefix) in ["A ", "B ", "C ", "D "].iter().enumerate() {
+        let card = card_with(browser, prefix);
+        browser.send_keys(&card, &(rank + 1).to_string());
+        browser.wait_until(Duration::from_secs(5), "the key to move the answer", || {
+            card_texts(browser).get(rank).is_some_and(|t| t.starts_with(prefix))
+        });
+    }
+    let c = card_with(browser, "C ");
+    browser.send_keys(&c, "t");
+    browser.wait_until(Duration::from_secs(5), "the tie badge", || {
+        browser.find("#candidates li.tied").is_some()
+    });
+    browser.send_keys(&card_with(browser, "A "), support::webdriver::ENTER);
+}
+
 fn wait_saved(browser: &Browser, previous: &str) -> String {
     let saved = browser.wait_for("#saved", Duration::from_secs(5));
     let mut text = String::new();
@@ -86,6 +104,7 @@ fn wait_saved(browser: &Browser, previous: &str) -> String {
 fn annotators_rank_with_the_mouse_and_the_keyboard_and_sled_holds_the_order() {
     let data = tempfile::tempdir().unwrap();
     add_user(data.path(), "alice", "annotator", "alice-pw-1");
+    add_user(data.path(), "bob", "annotator", "bob-pw-123");
     import(data.path(), ITEMS);
     let server = Server::start(data.path());
     let browser = Browser::start();
@@ -116,21 +135,16 @@ fn annotators_rank_with_the_mouse_and_the_keyboard_and_sled_holds_the_order() {
     browser.wait_until(Duration::from_secs(10), "the second item", || {
         browser.find("#prompt").is_some_and(|p| browser.text(&p) != first_prompt)
     });
-    for (rank, prefix) in ["A ", "B ", "C ", "D "].iter().enumerate() {
-        let card = card_with(&browser, prefix);
-        browser.send_keys(&card, &(rank + 1).to_string());
-        browser.wait_until(Duration::from_secs(5), "the key to move the answer", || {
-            card_texts(&browser).get(rank).is_some_and(|t| t.starts_with(prefix))
-        });
-    }
-    let c = card_with(&browser, "C ");
-    browser.send_keys(&c, "t");
-    browser.wait_until(Duration::from_secs(5), "the tie badge", || {
-        browser.find("#candidates li.tied").is_some()
-    });
-    browser.send_keys(&card_with(&browser, "A "), support::webdriver::ENTER);
+    rank_by_keyboard_with_a_tie(&browser);
     wait_saved(&browser, &saved1);
     browser.wait_for("#queue-empty", Duration::from_secs(10));
+    drop(browser);
+
+    // Another annotator, keyboard only, on a fresh browser: gets the first item too (overlap 2).
+    let browser = Browser::start();
+    login(&browser, &server, "bob", "bob-pw-123");
+    rank_by_keyboard_with_a_tie(&browser);
+    wait_saved(&browser, "");
     drop(browser);
     let (ok, log) = server.terminate();
     assert!(ok, "{log}");
@@ -138,9 +152,14 @@ fn annotators_rank_with_the_mouse_and_the_keyboard_and_sled_holds_the_order() {
     // What sled holds: item by item, the candidate texts of each tier.
     let store = store::Store::open(&data.path().join("store")).unwrap();
     let alice = store.user_by_name("alice").unwrap().unwrap();
+    let bob = store.user_by_name("bob").unwrap().unwrap();
     let mut seen = Vec::new();
-    for r in store.rankings().unwrap() {
-        assert_eq!(r.user_id, Some(alice.id));
+    let rankings = store.rankings().unwrap();
+    assert_eq!(
+        rankings.iter().map(|r| r.user_id).collect::<Vec<_>>(),
+        vec![Some(alice.id), Some(alice.id), Some(bob.id)]
+    );
+    for r in rankings {
         let tiers: Vec<Vec<String>> = r
             .tiers
             .iter()
@@ -153,9 +172,10 @@ fn annotators_rank_with_the_mouse_and_the_keyboard_and_sled_holds_the_order() {
     let s = |v: &[&[&str]]| {
         v.iter().map(|t| t.iter().map(|x| x.to_string()).collect()).collect::<Vec<Vec<String>>>()
     };
-    assert_eq!(seen.len(), 2, "{seen:?}");
-    assert_eq!(seen[0], s(&[&["A"], &["B"], &["C"], &["D"]]), "mouse ranking");
-    assert_eq!(seen[1], s(&[&["A"], &["B", "C"], &["D"]]), "keyboard ranking with a tie");
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(seen[0], s(&[&["A"], &["B"], &["C"], &["D"]]), "alice's mouse ranking");
+    assert_eq!(seen[1], s(&[&["A"], &["B", "C"], &["D"]]), "alice's keyboard ranking with a tie");
+    assert_eq!(seen[2], s(&[&["A"], &["B", "C"], &["D"]]), "bob's keyboard ranking with a tie");
 }
 
 /// HTTP client with a cookie jar of one cookie.
