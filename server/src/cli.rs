@@ -197,6 +197,15 @@ pub struct GenerateArgs {
 pub enum BenchCommand {
     /// Sampling: 8 prompts × 64 tokens, 64 new tokens each, KV cache, temperature 1; also prefill + first token.
     Gen(BenchArgs),
+    /// Reward-model training steps: 8 pairs × 128 tokens on tiny-llama-8k, AdamW, clip 1.0 (`--lora` for r 8 on
+    /// q and v).
+    Rm {
+        #[command(flatten)]
+        args: BenchArgs,
+        /// LoRA r 8, alpha 16 on q and v instead of full fine-tuning.
+        #[arg(long)]
+        lora: bool,
+    },
     /// Ranking-submit latency of the real server on loopback with many concurrent annotators (each on its own
     /// connection): login, then rounds of next item + submit; p50/p99/max of the submits and the errors.
     Http(HttpBenchArgs),
@@ -229,12 +238,12 @@ pub struct BenchArgs {
     /// Worker threads of the CPU backend (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Untimed calls before timing.
-    #[arg(long, default_value_t = 2)]
-    pub warmup: usize,
-    /// Timed calls.
-    #[arg(long, default_value_t = 10)]
-    pub iters: usize,
+    /// Untimed calls before timing (default: the workload's, 2 for gen, 3 for rm).
+    #[arg(long)]
+    pub warmup: Option<usize>,
+    /// Timed calls (default: the workload's, 10 for gen, 20 for rm).
+    #[arg(long)]
+    pub iters: Option<usize>,
     #[command(flatten)]
     pub data: DataArgs,
 }

@@ -33,6 +33,12 @@ pub struct BenchResult {
     /// Throughput: new tokens per second (gen workloads).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub new_tokens_per_s: Option<f64>,
+    /// Throughput: preference pairs per second (rm workloads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pairs_per_s: Option<f64>,
+    /// Throughput: tokens per second (training workloads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_per_s: Option<f64>,
     /// Which implementation ran (`alignbox`).
     #[serde(rename = "impl")]
     pub implementation: String,
@@ -130,6 +136,8 @@ pub fn gen<B: Backend>(
             max_s: max,
             peak_rss_mb: peak_rss_mb(),
             new_tokens_per_s: Some((w.batch * new_tokens) as f64 / median),
+            pairs_per_s: None,
+            tokens_per_s: None,
             implementation: "alignbox".into(),
             backend: crate::backend::name().into(),
             batch: w.batch,
@@ -138,4 +146,66 @@ pub fn gen<B: Backend>(
         });
     }
     results
+}
+
+/// The `rm` workload: 8 pairs of 128-token sequences (prompt 64 + answer 64) per step, pairwise loss, AdamW
+/// (lr 1e-5, eps 1e-8, no weight decay), gradient-norm clip 1.0, f32; `lora` = r 8, alpha 16 on q and v with the
+/// score head trainable. 3 warm-up steps, then `iters` timed steps.
+pub fn rm(lora: bool, threads: usize, warmup: usize, iters: usize) -> BenchResult {
+    use crate::{
+        backend::Train,
+        model::init,
+        peft::{add_lora, LoraConfig},
+        rm::RewardModel,
+        rm_train::{optimizer, train_step, Pair, RmTrainConfig},
+    };
+    let device = crate::backend::default_device();
+    let config = init::tiny_llama_8k();
+    let mut trunk = init::random::<Train>(&config, 0.02, 0, &device);
+    if lora {
+        trunk = add_lora(trunk, &LoraConfig::default());
+    }
+    let mut rng = Rng::new(1);
+    let head: Vec<f32> = (0..config.hidden_size).map(|_| (rng.normal() * 0.02) as f32).collect();
+    let mut model = RewardModel::new(trunk, head, &device);
+    let seq = |rng: &mut Rng, n: usize| (0..n).map(|_| rng.range(3, 8192) as u32).collect::<Vec<u32>>();
+    let pairs: Vec<Pair> = (0..8)
+        .map(|_| {
+            let prompt = seq(&mut rng, 64);
+            Pair {
+                better: [prompt.clone(), seq(&mut rng, 64)].concat(),
+                worse: [prompt, seq(&mut rng, 64)].concat(),
+            }
+        })
+        .collect();
+    let cfg = RmTrainConfig { lr: 1e-5, weight_decay: 0.0, clip_norm: 1.0, margin: 0.0, pad_id: 0 };
+    let mut optim = optimizer(&cfg);
+    let mut times = Vec::new();
+    for i in 0..warmup + iters.max(1) {
+        let t = Instant::now();
+        let (m, stats) = train_step(model, &mut optim, &pairs, &cfg);
+        model = m;
+        assert!(stats.loss.is_finite());
+        if i >= warmup {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let (median, min, max) = stats(times);
+    BenchResult {
+        bench: if lora { "rm_lora".into() } else { "rm".into() },
+        model: "tiny-llama-8k".into(),
+        threads,
+        median_s: median,
+        min_s: min,
+        max_s: max,
+        peak_rss_mb: peak_rss_mb(),
+        new_tokens_per_s: None,
+        pairs_per_s: Some(8.0 / median),
+        tokens_per_s: Some(16.0 * 128.0 / median),
+        implementation: "alignbox".into(),
+        backend: crate::backend::name().into(),
+        batch: 16,
+        prompt_len: 64,
+        new_tokens: 0,
+    }
 }

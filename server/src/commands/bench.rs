@@ -32,10 +32,20 @@ fn model(args: &BenchArgs) -> anyhow::Result<Llama<Infer>> {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Http(args) => super::bench_http::run(args)?,
+        BenchCommand::Rm { args, lora } => {
+            let threads = set_threads(args.threads);
+            anyhow::ensure!(args.model == "tiny-llama-8k", "bench rm runs on tiny-llama-8k only for now");
+            let r = bench::rm(lora, threads, args.warmup.unwrap_or(3), args.iters.unwrap_or(20));
+            println!("{}", serde_json::to_string(&r)?);
+        }
         BenchCommand::Gen(args) => {
             let threads = set_threads(args.threads);
             let m = model(&args)?;
-            let w = GenWorkload { warmup: args.warmup, iters: args.iters.max(1), ..Default::default() };
+            let w = GenWorkload {
+                warmup: args.warmup.unwrap_or(2),
+                iters: args.iters.unwrap_or(10).max(1),
+                ..Default::default()
+            };
             for r in bench::gen(&m, &args.model, threads, &w, &default_device()) {
                 println!("{}", serde_json::to_string(&r)?);
             }
