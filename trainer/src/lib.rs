@@ -17,4 +17,5 @@ pub mod rm;
 pub mod rm_train;
 pub mod rng;
 pub mod sft;
+pub mod testing;
 pub mod tokenizer;

