@@ -10,6 +10,7 @@ pub mod generate;
 pub mod io;
 pub mod memory;
 pub mod model;
+pub mod optim;
 pub mod peft;
 pub mod registry;
 pub mod rl;

@@ -3,7 +3,7 @@
 
 use burn::{
     module::AutodiffModule,
-    optim::{adaptor::OptimizerAdaptor, AdamW, AdamWConfig, GradientsParams, Optimizer},
+    optim::{adaptor::OptimizerAdaptor, AdamW, GradientsParams, Optimizer},
     tensor::{backend::Backend, Int, Tensor, TensorData},
 };
 use serde::{Deserialize, Serialize};
@@ -49,11 +49,7 @@ pub type RmOptimizer = OptimizerAdaptor<AdamW, RewardModel<Train>, Train>;
 
 /// AdamW (betas 0.9/0.999, eps 1e-8) with gradient-norm clipping.
 pub fn optimizer(cfg: &RmTrainConfig) -> RmOptimizer {
-    AdamWConfig::new()
-        .with_epsilon(1e-8)
-        .with_weight_decay(cfg.weight_decay)
-        .with_grad_clipping(Some(burn::grad_clipping::GradientClippingConfig::Norm(cfg.clip_norm)))
-        .init()
+    crate::optim::adamw(cfg.weight_decay, cfg.clip_norm)
 }
 
 /// Right-padded tokens `[2·pairs, seq]` (better rows, then worse rows) and each row's real length.

@@ -3,7 +3,7 @@
 
 use burn::{
     module::AutodiffModule,
-    optim::{adaptor::OptimizerAdaptor, AdamW, AdamWConfig, GradientsParams, Optimizer},
+    optim::{adaptor::OptimizerAdaptor, AdamW, GradientsParams, Optimizer},
     tensor::{activation::log_softmax, backend::Backend, Int, Tensor, TensorData},
 };
 use serde::{Deserialize, Serialize};
@@ -109,11 +109,7 @@ pub type PolicyOptimizer = OptimizerAdaptor<AdamW, Llama<Train>, Train>;
 
 /// AdamW (betas 0.9/0.999, eps 1e-8) with gradient-norm clipping.
 pub fn optimizer(cfg: &SftConfig) -> PolicyOptimizer {
-    AdamWConfig::new()
-        .with_epsilon(1e-8)
-        .with_weight_decay(cfg.weight_decay)
-        .with_grad_clipping(Some(burn::grad_clipping::GradientClippingConfig::Norm(cfg.clip_norm)))
-        .init()
+    crate::optim::adamw(cfg.weight_decay, cfg.clip_norm)
 }
 
 /// One optimisation step; returns the updated model and the batch loss.

@@ -58,14 +58,7 @@ pub async fn logout(csrf: String) -> Result<(), ServerFnError> {
     use crate::ssr::{auth, ServerContext};
     auth::require_with_csrf(store::Role::Annotator, &csrf).await?;
     let ctx = expect_context::<ServerContext>();
-    let headers: axum::http::HeaderMap = leptos_axum::extract().await?;
-    if let Some(token) = headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|c| c.split(';').map(str::trim).map(String::from).collect::<Vec<_>>())
-        .find_map(|kv| kv.strip_prefix(&format!("{}=", auth::COOKIE)).map(String::from))
-    {
+    if let Some(token) = auth::request_token().await {
         ctx.store.drop_session(&auth::token_hash(&token)).map_err(|e| ServerFnError::new(e.to_string()))?;
     }
     let opts = expect_context::<leptos_axum::ResponseOptions>();

@@ -52,7 +52,7 @@ fn err(msg: &str) -> ServerFnError {
 }
 
 /// The session token from the request's cookies.
-async fn request_token() -> Option<String> {
+pub async fn request_token() -> Option<String> {
     let headers: axum::http::HeaderMap = leptos_axum::extract().await.ok()?;
     headers.get_all(axum::http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|c| {
         c.split(';')
