@@ -178,7 +178,7 @@ pub fn rm(lora: bool, threads: usize, warmup: usize, iters: usize) -> BenchResul
             }
         })
         .collect();
-    let cfg = RmTrainConfig { lr: 1e-5, weight_decay: 0.0, clip_norm: 1.0, margin: 0.0, pad_id: 0 };
+    let cfg = RmTrainConfig { lr: 1e-5, ..RmTrainConfig::default() };
     let mut optim = optimizer(&cfg);
     let mut times = Vec::new();
     for i in 0..warmup + iters.max(1) {

@@ -20,3 +20,4 @@ pub mod rng;
 pub mod sft;
 pub mod testing;
 pub mod tokenizer;
+pub mod train;

@@ -55,7 +55,7 @@ fn the_reward_model_learns_a_hidden_rule_to_95_percent_held_out_accuracy() {
     let trunk = init::random::<Train>(&config(), 0.1, 1, &device);
     let head: Vec<f32> = (0..32).map(|_| (rng.normal() * 0.1) as f32).collect();
     let mut model = RewardModel::new(trunk, head, &device);
-    let cfg = RmTrainConfig { lr: 3e-3, weight_decay: 0.0, clip_norm: 1.0, margin: 0.0, pad_id: 0 };
+    let cfg = RmTrainConfig { lr: 3e-3, ..RmTrainConfig::default() };
     let before = accuracy(&for_inference(&model), &held_out, 0, 64);
     let mut optim = optimizer(&cfg);
     let mut last = None;

@@ -1,0 +1,65 @@
+//! The reward-model stage on the shared loop: ranked prompts in, a trained [`RewardModel`] out.
+
+use burn::optim::GradientsParams;
+
+use super::run::{Metrics, Task};
+use crate::{
+    backend::{Infer, Train},
+    rm::RewardModel,
+    rm_train::{evaluate, group_gradients, RankGroup, RmTrainConfig, StepStats},
+};
+
+/// Reward-model training on [`RankGroup`]s with a held-out set.
+pub struct RmTask {
+    /// Loss settings (margin, ties, padding id). The learning rate comes from the run's schedule.
+    pub cfg: RmTrainConfig,
+    /// Held-out ranked prompts.
+    pub eval: Vec<RankGroup>,
+    /// Ranked prompts per evaluation forward pass.
+    pub eval_chunk: usize,
+}
+
+/// The metrics of a step or evaluation.
+pub fn metrics(s: &StepStats) -> Metrics {
+    Metrics::from([
+        ("loss".to_string(), s.loss as f64),
+        ("accuracy".to_string(), s.accuracy as f64),
+        ("margin".to_string(), s.margin as f64),
+        ("reward_mean".to_string(), s.reward_mean as f64),
+        ("reward_std".to_string(), s.reward_std as f64),
+        ("comparisons".to_string(), s.comparisons as f64),
+    ])
+}
+
+impl Task for RmTask {
+    type Model = RewardModel<Train>;
+    type Item = RankGroup;
+
+    fn weight(&self, item: &RankGroup) -> f64 {
+        item.weight(self.cfg.ties) as f64
+    }
+
+    fn gradients(
+        &self,
+        model: &RewardModel<Train>,
+        items: &[RankGroup],
+        share: f64,
+    ) -> (GradientsParams, Metrics) {
+        let (g, s) = group_gradients(model, items, &self.cfg, share);
+        let mut m = metrics(&s);
+        // Comparisons add up over micro-batches instead of averaging.
+        m.insert("comparisons".into(), s.comparisons as f64 / share.max(1e-12));
+        (g, m)
+    }
+
+    fn arrange(&self, batch: &mut [RankGroup]) {
+        batch.sort_by_key(|g| g.sequences.iter().map(Vec::len).max().unwrap_or(0));
+    }
+
+    fn evaluate(&self, model: &RewardModel<Infer>) -> Metrics {
+        if self.eval.is_empty() {
+            return Metrics::new();
+        }
+        metrics(&evaluate(model, &self.eval, &self.cfg, self.eval_chunk))
+    }
+}
