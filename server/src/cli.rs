@@ -65,6 +65,182 @@ pub enum Command {
     /// Run a benchmark workload of ../shared/WORKLOAD.md and print one JSON line per result.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Train a reward model on the stored rankings, a policy on the stored demonstrations (SFT), or continue
+    /// pretraining on a text corpus. Prints the memory estimate first, shows progress, checkpoints, resumes an
+    /// interrupted run of the same --name, and stores the result as a model version with its lineage.
+    #[command(subcommand)]
+    Train(TrainCommand),
+    /// Evaluate a stored model on the stored data.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+}
+
+/// `alignbox train …` (the server must be stopped: the store is locked while it runs).
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// Reward model on the stored rankings: every ranking of K answers gives its K-choose-2 comparisons, each
+    /// answer forwarded once; loss −log σ(r_better − r_worse − margin); held-out split by prompt.
+    Rm(TrainRmArgs),
+    /// Supervised fine-tuning on the stored demonstrations (written answers, imported completions): chat template
+    /// applied, loss on the answer tokens only.
+    Sft(TrainArgs),
+    /// Continued pretraining on a raw-text corpus (.txt: one document per blank-line-separated block; .jsonl:
+    /// one `{"text": …}` per line): packed blocks, every token in the loss.
+    Pretrain(PretrainArgs),
+}
+
+/// How ties in a ranking are used by `train rm`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TiesArg {
+    /// Tied answers are left out (Bradley-Terry on the strict pairs).
+    Exclude,
+    /// Davidson's model: ties are likely when scores are close (--tie-param ν, default 1).
+    Davidson,
+    /// Rao-Kupper's model (--tie-param θ > 1, default 2).
+    RaoKupper,
+}
+
+/// Decay of the learning rate after warmup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DecayArg {
+    /// Half a cosine down to --min-lr-ratio.
+    Cosine,
+    /// Constant.
+    Constant,
+}
+
+/// Options every training stage shares.
+#[derive(Debug, Args, Clone)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The stored version to start from (default: the default base policy).
+    #[arg(long)]
+    pub base: Option<String>,
+    /// Id of the version to create; the run directory is named after it, and running again with the same name
+    /// resumes from its last checkpoint (default: `<stage>-<base>-<time>`).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = 100)]
+    pub steps: usize,
+    /// Items per optimizer step (ranked prompts for `rm`, examples or blocks otherwise).
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Items per forward/backward pass (gradients are accumulated up to --batch): a number, or `auto` to take the
+    /// largest that the memory estimate fits into --memory-budget-mb.
+    #[arg(long, default_value = "auto")]
+    pub micro_batch: String,
+    /// Memory budget for `--micro-batch auto` (default: 80% of the memory available now).
+    #[arg(long)]
+    pub memory_budget_mb: Option<usize>,
+    /// Peak learning rate (default: 1e-5 full fine-tuning, 1e-4 with LoRA).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Linear warmup steps (default: 10% of --steps).
+    #[arg(long)]
+    pub warmup: Option<usize>,
+    /// Learning-rate decay after warmup.
+    #[arg(long, value_enum, default_value_t = DecayArg::Cosine)]
+    pub decay: DecayArg,
+    /// Floor of the cosine as a fraction of the peak.
+    #[arg(long, default_value_t = 0.1)]
+    pub min_lr_ratio: f64,
+    /// AdamW decoupled weight decay.
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f32,
+    /// Gradient-norm clip.
+    #[arg(long, default_value_t = 1.0)]
+    pub clip: f32,
+    /// Seed of the batch order, the split and new weights.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Train LoRA adapters of this rank on a frozen base instead of every weight (merged when stored).
+    #[arg(long)]
+    pub lora: Option<usize>,
+    /// LoRA alpha (default: 2 × rank).
+    #[arg(long)]
+    pub lora_alpha: Option<f64>,
+    /// Projections that get adapters (comma-separated: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj).
+    #[arg(long, default_value = "q_proj,v_proj", value_delimiter = ',')]
+    pub lora_targets: Vec<String>,
+    /// Share of prompts held out for evaluation (split by prompt).
+    #[arg(long, default_value_t = 0.1)]
+    pub eval_fraction: f64,
+    /// Evaluate every this many steps (default: 5 times per run; always after the last step).
+    #[arg(long)]
+    pub eval_every: Option<usize>,
+    /// Write a checkpoint every this many steps (and after the last).
+    #[arg(long, default_value_t = 10)]
+    pub checkpoint_every: usize,
+    /// Longest sequence in tokens (prompts are cut from the left, answers from the right).
+    #[arg(long, default_value_t = 512)]
+    pub max_tokens: usize,
+    /// Progress on stderr: a bar when stderr is a terminal, else one line per evaluation.
+    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
+    pub progress: ProgressArg,
+}
+
+/// How progress is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProgressArg {
+    /// A bar on a terminal, lines otherwise.
+    Auto,
+    /// A redrawn bar.
+    Bar,
+    /// One line per step.
+    Lines,
+    /// Nothing but the estimate and the result.
+    Quiet,
+}
+
+/// Options of `alignbox train rm`.
+#[derive(Debug, Args, Clone)]
+pub struct TrainRmArgs {
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// How tied answers are used.
+    #[arg(long, value_enum, default_value_t = TiesArg::Exclude)]
+    pub ties: TiesArg,
+    /// ν (Davidson) or θ (Rao-Kupper).
+    #[arg(long)]
+    pub tie_param: Option<f64>,
+    /// Margin inside the loss: −log σ(r_better − r_worse − margin).
+    #[arg(long, default_value_t = 0.0)]
+    pub margin: f64,
+    /// Weight each comparison by the share of the prompt's annotators who ordered the two answers the same way.
+    #[arg(long)]
+    pub weight_by_agreement: bool,
+}
+
+/// Options of `alignbox train pretrain`.
+#[derive(Debug, Args, Clone)]
+pub struct PretrainArgs {
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// The corpus: .txt (documents separated by blank lines) or .jsonl (`{"text": …}` per line).
+    #[arg(long)]
+    pub corpus: PathBuf,
+    /// Tokens per packed block.
+    #[arg(long, default_value_t = 256)]
+    pub block: usize,
+}
+
+/// `alignbox eval …`.
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Loss, accuracy, mean margin and reward statistics of a stored reward model on the stored rankings (by
+    /// default the held-out prompts of its training run; --all for every ranking).
+    Rm {
+        /// The reward-model version.
+        #[arg(long)]
+        model: String,
+        /// Evaluate on every stored ranking instead of the held-out split.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        data: DataArgs,
+    },
 }
 
 /// The data directory option shared by commands that read or write it.

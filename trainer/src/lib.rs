@@ -3,6 +3,9 @@
 //! The backend is chosen at compile time: burn's pure-Rust `flex` CPU backend by default, `burn-cuda` with the
 //! `cuda` feature. Everything else in the crate is generic over [`burn::tensor::backend::Backend`].
 
+/// burn, re-exported so that the binary names the same version without its own dependency line.
+pub use burn;
+
 pub mod backend;
 pub mod bench;
 pub mod dpo;

@@ -67,6 +67,26 @@ pub struct ModelVersion {
     pub architecture: String,
     /// Seconds since the Unix epoch.
     pub created_unix: u64,
+    /// How a trained version was made (absent for imports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<Lineage>,
+}
+
+/// The record of a training run that produced a version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Lineage {
+    /// `train rm`, `train sft`, `train pretrain`, `dpo`, `ppo`.
+    pub stage: String,
+    /// SHA-256 of the exact training and held-out data (tokens and comparisons), hex.
+    pub data_hash: String,
+    /// What the data was (counts of prompts, comparisons, examples, tokens; the split).
+    pub data: serde_json::Value,
+    /// The run's settings.
+    pub config: serde_json::Value,
+    /// Final held-out metrics.
+    pub metrics: serde_json::Value,
+    /// Where the run's checkpoint and metric log live.
+    pub run_dir: String,
 }
 
 /// The registry rooted at `<data-dir>/models`.
@@ -236,6 +256,7 @@ impl Registry {
                 num_params: config.num_params(),
                 architecture: config.architecture.clone(),
                 created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+                lineage: None,
             };
             let manifest = tmp.join(MANIFEST);
             std::fs::write(&manifest, serde_json::to_vec_pretty(&version).unwrap())
@@ -247,6 +268,68 @@ impl Registry {
             let _ = std::fs::remove_dir_all(&tmp);
         }
         result
+    }
+
+    /// Stores a trained version: `write` fills a temporary directory with the model files, then the manifest is
+    /// added and the directory renamed into place (nothing is left behind on error).
+    pub fn add_trained(
+        &self,
+        id: &str,
+        kind: &str,
+        parents: Vec<String>,
+        num_params: usize,
+        architecture: &str,
+        lineage: Lineage,
+        write: impl FnOnce(&Path) -> Result<(), LoadError>,
+    ) -> Result<ModelVersion, RegistryError> {
+        check_id(id)?;
+        if self.dir(id).exists() {
+            return Err(RegistryError::Exists(id.into()));
+        }
+        std::fs::create_dir_all(&self.root).map_err(io_err(&self.root))?;
+        let tmp = self.root.join(format!(".train-{id}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let result = (|| {
+            std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+            write(&tmp)?;
+            let version = ModelVersion {
+                id: id.into(),
+                format: Format::HfDir,
+                kind: kind.into(),
+                source: lineage.stage.clone(),
+                parents,
+                num_params,
+                architecture: architecture.into(),
+                created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+                lineage: Some(lineage),
+            };
+            let manifest = tmp.join(MANIFEST);
+            std::fs::write(&manifest, serde_json::to_vec_pretty(&version).unwrap())
+                .map_err(io_err(&manifest))?;
+            std::fs::rename(&tmp, self.dir(id)).map_err(io_err(&tmp))?;
+            Ok(version)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        result
+    }
+
+    /// Loads the reward model stored as version `id`.
+    pub fn load_reward_model<B: burn::tensor::backend::Backend>(
+        &self,
+        id: &str,
+        device: &B::Device,
+    ) -> Result<(crate::rm::RewardModel<B>, crate::tokenizer::TextTokenizer), RegistryError> {
+        let v = self.get(id)?;
+        let dir = self.model_path(&v);
+        if v.kind != "reward_model" || !io::reward::is_reward_dir(&dir) {
+            return Err(RegistryError::Manifest {
+                path: dir.join(MANIFEST).display().to_string(),
+                why: format!("version {id:?} is a {}, not a reward model", v.kind),
+            });
+        }
+        Ok(io::reward::load_dir(&dir, device)?)
     }
 
     /// Exports version `id` as an HF directory at `target` (which must not exist or be empty).

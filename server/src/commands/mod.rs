@@ -5,4 +5,7 @@ pub mod bench_http;
 pub mod generate;
 pub mod import;
 pub mod models;
+pub mod progress;
+pub mod train;
+pub mod train_data;
 pub mod users;

@@ -5,6 +5,7 @@ pub mod ggml;
 pub mod gguf;
 pub mod gguf_model;
 pub mod hf;
+pub mod reward;
 pub mod safetensors;
 
 use std::path::Path;

@@ -112,3 +112,12 @@ where
     })?;
     Ok((model, optim, state))
 }
+
+/// The run state stored with the checkpoint in `run_dir`, without loading the model (e.g. to rewrite a metric
+/// log up to the point a resumed run continues from).
+pub fn read_state<S: DeserializeOwned>(run_dir: &Path) -> Option<S> {
+    [path(run_dir), run_dir.join("checkpoint.old")]
+        .iter()
+        .find_map(|d| std::fs::read(d.join("state.json")).ok())
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+}

@@ -1,0 +1,500 @@
+//! `alignbox train rm|sft|pretrain` and `alignbox eval rm`: training runs on the stored data, resumable from
+//! their checkpoints, stored as model versions with lineage.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::{de::DeserializeOwned, Serialize};
+use trainer::burn::module::AutodiffModule;
+use trainer::{
+    backend::{default_device, Infer, Train},
+    memory::{estimate, pick_micro_batch, PlanInput, Tuning},
+    model::{Llama, LlamaConfig},
+    peft::{add_lora, merge_lora, LoraConfig},
+    registry::{Lineage, Registry},
+    rl::losses::TieModel,
+    rm::RewardModel,
+    rm_train::{optimizer as rm_optimizer, RankGroup, RmTrainConfig},
+    rng::Rng,
+    sft::{optimizer as sft_optimizer, Example, SftConfig},
+    tokenizer::TextTokenizer,
+    train::{
+        checkpoint,
+        rm::RmTask,
+        run::{run as run_loop, Event, Metrics, RunConfig, RunState, Task},
+        schedule::Decay,
+        sft::{pack, SftTask},
+    },
+};
+
+use super::{
+    progress::Progress,
+    train_data::{self, corpus_documents, RmData, Split},
+};
+use crate::{
+    cli::{DecayArg, EvalCommand, TiesArg, TrainArgs, TrainCommand, TrainRmArgs},
+    datadir::DataDir,
+};
+
+/// Runs `alignbox train …`.
+pub fn run(cmd: TrainCommand) -> anyhow::Result<()> {
+    match cmd {
+        TrainCommand::Rm(a) => train_rm(a),
+        TrainCommand::Sft(a) => train_policy(a, Stage::Sft),
+        TrainCommand::Pretrain(a) => {
+            let (corpus, block) = (a.corpus.clone(), a.block);
+            train_policy(a.train, Stage::Pretrain { corpus, block })
+        }
+    }
+}
+
+enum Stage {
+    Sft,
+    Pretrain { corpus: PathBuf, block: usize },
+}
+
+/// What every stage resolves before it trains.
+struct Setup {
+    _lock: DataDir,
+    store: store::Store,
+    reg: Registry,
+    base: String,
+    name: String,
+    run_dir: PathBuf,
+    config: LlamaConfig,
+    tokenizer: TextTokenizer,
+    tensors: trainer::model::weights::TensorMap,
+    run: RunConfig,
+}
+
+fn setup(args: &TrainArgs, stage: &str, default_lr: f64) -> anyhow::Result<Setup> {
+    let (lock, store) = DataDir::open_store(&args.data.data_dir)?;
+    let reg = Registry::new(&args.data.data_dir);
+    let base = match args.base.clone().or(reg.default_id()?) {
+        Some(b) => b,
+        None => {
+            bail!("no --base given and no default base policy (import one with `alignbox models import`)")
+        }
+    };
+    let name = args.name.clone().unwrap_or_else(|| {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        format!("{stage}-{base}-{t}")
+    });
+    if reg.get(&name).is_ok() {
+        bail!("a model version {name:?} already exists; pass another --name");
+    }
+    let loaded = reg.load(&base)?;
+    anyhow::ensure!(args.steps > 0 && args.batch > 0, "--steps and --batch must be positive");
+    anyhow::ensure!((0.0..1.0).contains(&args.eval_fraction), "--eval-fraction must be in [0, 1)");
+    let run = RunConfig {
+        steps: args.steps,
+        batch: args.batch,
+        micro_batch: args.batch,
+        lr: args.lr.unwrap_or(if args.lora.is_some() { 1e-4 } else { default_lr }),
+        warmup_steps: args.warmup.unwrap_or(args.steps / 10),
+        decay: match args.decay {
+            DecayArg::Cosine => Decay::Cosine,
+            DecayArg::Constant => Decay::Constant,
+        },
+        min_lr_ratio: args.min_lr_ratio,
+        seed: args.seed,
+        eval_every: args.eval_every.unwrap_or((args.steps / 5).max(1)),
+        checkpoint_every: args.checkpoint_every,
+    };
+    let run_dir = args.data.data_dir.join("runs").join(&name);
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    Ok(Setup {
+        _lock: lock,
+        store,
+        reg,
+        base,
+        name,
+        run_dir,
+        config: loaded.config,
+        tokenizer: loaded.tokenizer,
+        tensors: loaded.tensors,
+        run,
+    })
+}
+
+fn lora_config(args: &TrainArgs) -> Option<LoraConfig> {
+    args.lora.map(|rank| LoraConfig {
+        rank,
+        alpha: args.lora_alpha.unwrap_or(2.0 * rank as f64),
+        targets: args.lora_targets.clone(),
+        seed: args.seed,
+    })
+}
+
+fn tuning(args: &TrainArgs) -> Tuning {
+    match args.lora {
+        Some(rank) => Tuning::Lora { rank, targets: args.lora_targets.clone() },
+        None => Tuning::Full,
+    }
+}
+
+/// The memory budget: --memory-budget-mb, or 80% of MemAvailable.
+fn budget_bytes(args: &TrainArgs) -> Option<usize> {
+    if let Some(mb) = args.memory_budget_mb {
+        return Some(mb << 20);
+    }
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: usize =
+        info.lines().find(|l| l.starts_with("MemAvailable:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024 / 10 * 8)
+}
+
+fn mib(b: usize) -> String {
+    format!("{:.1} MiB", b as f64 / (1 << 20) as f64)
+}
+
+/// Picks the micro-batch (in items of `seqs_per_item` sequences of up to `seq_len` tokens) and prints the
+/// estimate.
+fn plan(
+    args: &TrainArgs,
+    config: &LlamaConfig,
+    run: &mut RunConfig,
+    seq_len: usize,
+    seqs_per_item: usize,
+) -> anyhow::Result<()> {
+    let base = PlanInput {
+        config: config.clone(),
+        tuning: tuning(args),
+        seq_len,
+        micro_batch: 1,
+        grad_checkpointing: false,
+        bytes_per_value: 4,
+    };
+    let budget = budget_bytes(args);
+    let micro = if args.micro_batch == "auto" {
+        match budget {
+            Some(b) => match pick_micro_batch(&base, b, run.batch * seqs_per_item) {
+                Some(seqs) => (seqs / seqs_per_item).max(1),
+                None => bail!(
+                    "even one sequence of {seq_len} tokens needs about {} but the budget is {}: use --lora, --max-tokens or a larger --memory-budget-mb",
+                    mib(estimate(&base).total),
+                    mib(b)
+                ),
+            },
+            None => run.batch,
+        }
+    } else {
+        args.micro_batch.parse::<usize>().ok().filter(|&m| m > 0).with_context(|| {
+            format!("--micro-batch {:?}: expected a positive number or `auto`", args.micro_batch)
+        })?
+    };
+    run.micro_batch = micro.min(run.batch);
+    let e = estimate(&PlanInput { micro_batch: run.micro_batch * seqs_per_item, ..base });
+    eprintln!(
+        "memory estimate (micro-batch {} × {} sequences × {seq_len} tokens, {}): weights {}, gradients {}, optimizer {}, activations {}, total {}{}",
+        run.micro_batch,
+        seqs_per_item,
+        match args.lora {
+            Some(r) => format!("LoRA r {r}"),
+            None => "full fine-tuning".into(),
+        },
+        mib(e.weights),
+        mib(e.gradients),
+        mib(e.optimizer),
+        mib(e.activations),
+        mib(e.total),
+        budget.map(|b| format!("; budget {}", mib(b))).unwrap_or_default()
+    );
+    eprintln!(
+        "{} steps × {} items ({} per pass, {} passes accumulated per step)",
+        run.steps,
+        run.batch,
+        run.micro_batch,
+        run.batch.div_ceil(run.micro_batch)
+    );
+    Ok(())
+}
+
+/// Uses the data snapshot of an earlier attempt of this run, or writes this one.
+fn snapshot<T: Serialize + DeserializeOwned>(
+    run_dir: &Path,
+    fresh: impl FnOnce() -> anyhow::Result<Split<T>>,
+) -> anyhow::Result<Split<T>> {
+    let path = run_dir.join("data.json");
+    if path.exists() {
+        eprintln!("using the data snapshot of the interrupted run ({})", path.display());
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        return serde_json::from_slice(&bytes).with_context(|| format!("{}: bad snapshot", path.display()));
+    }
+    let split = fresh()?;
+    let tmp = run_dir.join("data.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(&split)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(split)
+}
+
+/// Runs the loop with progress and the metric log `run_dir/metrics.jsonl` (rewritten up to the checkpoint when
+/// resuming, so the log is the run's single curve).
+fn train<T: Task, O: trainer::burn::optim::Optimizer<T::Model, Train>>(
+    task: &T,
+    model: T::Model,
+    optim: O,
+    items: &[T::Item],
+    run: &RunConfig,
+    run_dir: &Path,
+    progress: crate::cli::ProgressArg,
+) -> anyhow::Result<(T::Model, Metrics, RunState)> {
+    use std::io::Write;
+    let log_path = run_dir.join("metrics.jsonl");
+    let mut log =
+        std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    if let Some(state) = checkpoint::read_state::<RunState>(run_dir) {
+        for e in &state.history {
+            writeln!(log, "{}", serde_json::to_string(e)?)?;
+        }
+    }
+    let mut bar = Progress::new(progress, run.steps);
+    let mut failed = None;
+    let out = run_loop(
+        task,
+        model,
+        optim,
+        items,
+        run,
+        Some(run_dir),
+        &mut |e: &Event| {
+            bar.show(e);
+            if matches!(e.kind, trainer::train::run::EventKind::Step | trainer::train::run::EventKind::Eval) {
+                if let Err(err) =
+                    writeln!(log, "{}", serde_json::to_string(e).expect("json")).and_then(|_| log.flush())
+                {
+                    failed.get_or_insert(err);
+                }
+            }
+        },
+        &|| false,
+    )?;
+    bar.finish();
+    if let Some(e) = failed {
+        bail!("writing {}: {e}", log_path.display());
+    }
+    Ok((out.model, out.eval, out.state))
+}
+
+fn finish(run_dir: &Path, version: &str, kind: &str, metrics: &Metrics) {
+    // The stored version holds the weights now; the metric log and the data snapshot stay with the run.
+    let _ = std::fs::remove_dir_all(checkpoint::path(run_dir));
+    println!("{}", serde_json::json!({"version": version, "kind": kind, "metrics": metrics}));
+}
+
+fn train_rm(a: TrainRmArgs) -> anyhow::Result<()> {
+    let args = &a.train;
+    let s = setup(args, "rm", 1e-5)?;
+    let device = default_device();
+    let eos = s.tokenizer.eos_id().or(s.config.eos_token_ids.first().copied());
+    let ties = match a.ties {
+        TiesArg::Exclude => TieModel::Exclude,
+        TiesArg::Davidson => TieModel::Davidson { nu: a.tie_param.unwrap_or(1.0) },
+        TiesArg::RaoKupper => {
+            let theta = a.tie_param.unwrap_or(2.0);
+            anyhow::ensure!(theta > 1.0, "--tie-param: Rao-Kupper needs θ > 1, got {theta}");
+            TieModel::RaoKupper { theta }
+        }
+    };
+    if let TieModel::Davidson { nu } = ties {
+        anyhow::ensure!(nu > 0.0, "--tie-param: Davidson needs ν > 0, got {nu}");
+    }
+    let opts = RmData {
+        eval_fraction: args.eval_fraction,
+        seed: args.seed,
+        max_tokens: args.max_tokens,
+        weight_by_agreement: a.weight_by_agreement,
+    };
+    let data = snapshot(&s.run_dir, || train_data::rm_groups(&s.store, &s.tokenizer, eos, &opts))?;
+    if data.train.is_empty() {
+        bail!(
+            "no rankings to train on in {} (rank candidates in the browser or `alignbox import` rankings)",
+            args.data.data_dir.display()
+        );
+    }
+    eprintln!("data: {}", data.summary);
+    let seq_len =
+        data.train.iter().chain(&data.eval).flat_map(|g| g.sequences.iter().map(Vec::len)).max().unwrap_or(1);
+    let k = data.train.iter().map(|g| g.sequences.len()).max().unwrap_or(2);
+    let mut run = s.run.clone();
+    plan(args, &s.config, &mut run, seq_len, k)?;
+
+    let trunk = trainer::model::weights::from_tensors::<Train>(&s.config, s.tensors, &device)?;
+    let trunk = match lora_config(args) {
+        Some(l) => add_lora(trunk, &l),
+        None => trunk,
+    };
+    let mut rng = Rng::new(args.seed ^ 0x5c0e);
+    let head = (0..s.config.hidden_size).map(|_| (rng.normal() * 0.02) as f32).collect();
+    let model = RewardModel::new(trunk, head, &device);
+    let cfg = RmTrainConfig {
+        lr: run.lr,
+        weight_decay: args.weight_decay,
+        clip_norm: args.clip,
+        margin: a.margin,
+        ties,
+        pad_id: eos.unwrap_or(0),
+    };
+    let task = RmTask { cfg: cfg.clone(), eval: data.eval.clone(), eval_chunk: 16 };
+    let (model, metrics, state) =
+        train(&task, model, rm_optimizer(&cfg), &data.train, &run, &s.run_dir, args.progress)?;
+
+    let model: RewardModel<Infer> = model.valid();
+    let model = RewardModel { trunk: merge_lora(model.trunk), score: model.score };
+    let lineage = Lineage {
+        stage: "train rm".into(),
+        data_hash: data.hash(),
+        data: data.summary.clone(),
+        config: serde_json::json!({"run": run, "loss": cfg, "lora": lora_config(args), "max_tokens": args.max_tokens,
+            "weight_by_agreement": a.weight_by_agreement, "steps_done": state.step}),
+        metrics: serde_json::to_value(&metrics)?,
+        run_dir: s.run_dir.display().to_string(),
+    };
+    let arch = s.config.architecture.replace("ForCausalLM", "ForSequenceClassification");
+    let tok = s.tokenizer;
+    s.reg.add_trained(
+        &s.name,
+        "reward_model",
+        vec![s.base.clone()],
+        s.config.num_params(),
+        &arch,
+        lineage,
+        |dir| trainer::io::reward::save_dir(&model, &tok, dir),
+    )?;
+    finish(&s.run_dir, &s.name, "reward_model", &metrics);
+    Ok(())
+}
+
+fn train_policy(args: TrainArgs, stage: Stage) -> anyhow::Result<()> {
+    let (stage_name, lineage_stage) = match &stage {
+        Stage::Sft => ("sft", "train sft"),
+        Stage::Pretrain { .. } => ("pretrain", "train pretrain"),
+    };
+    let s = setup(&args, stage_name, 2e-5)?;
+    let device = default_device();
+    let eos = s.tokenizer.eos_id().or(s.config.eos_token_ids.first().copied());
+    let data: Split<Example> = snapshot(&s.run_dir, || match &stage {
+        Stage::Sft => train_data::sft_examples(
+            &s.store,
+            &s.tokenizer,
+            eos,
+            args.eval_fraction,
+            args.seed,
+            args.max_tokens,
+        ),
+        Stage::Pretrain { corpus, block } => {
+            anyhow::ensure!(*block >= 2, "--block must be at least 2 tokens");
+            let docs = corpus_documents(corpus)?;
+            let mut split = Split::default();
+            let (mut train_docs, mut eval_docs) = (Vec::new(), Vec::new());
+            for (i, d) in docs.iter().enumerate() {
+                let ids = s.tokenizer.encode(d, false)?;
+                if trainer::train::split::held_out(i as u64, args.eval_fraction, args.seed) {
+                    eval_docs.push(ids);
+                } else {
+                    train_docs.push(ids);
+                }
+            }
+            let eos = eos.unwrap_or(0);
+            split.train = pack(&train_docs, *block, eos);
+            split.eval = pack(&eval_docs, *block, eos);
+            split.summary = serde_json::json!({
+                "corpus": corpus.display().to_string(), "documents": docs.len(), "block": block,
+                "train_blocks": split.train.len(), "eval_blocks": split.eval.len(),
+                "eval_fraction": args.eval_fraction, "split_seed": args.seed,
+            });
+            Ok(split)
+        }
+    })?;
+    if data.train.is_empty() {
+        match stage {
+            Stage::Sft => bail!("no demonstrations to train on (write answers in the browser or import `prompt`/`completion` JSONL)"),
+            Stage::Pretrain { corpus, .. } => bail!("{}: no text to train on", corpus.display()),
+        }
+    }
+    eprintln!("data: {}", data.summary);
+    let seq_len =
+        data.train.iter().chain(&data.eval).map(|e| e.prompt.len() + e.answer.len()).max().unwrap_or(2);
+    let mut run = s.run.clone();
+    plan(&args, &s.config, &mut run, seq_len, 1)?;
+    let model = trainer::model::weights::from_tensors::<Train>(&s.config, s.tensors, &device)?;
+    let model: Llama<Train> = match lora_config(&args) {
+        Some(l) => add_lora(model, &l),
+        None => model,
+    };
+    let cfg = SftConfig {
+        lr: run.lr,
+        weight_decay: args.weight_decay,
+        clip_norm: args.clip,
+        pad_id: eos.unwrap_or(0),
+    };
+    let task = SftTask { pad_id: cfg.pad_id, eval: data.eval.clone(), eval_chunk: 8 };
+    let (model, metrics, state) =
+        train(&task, model, sft_optimizer(&cfg), &data.train, &run, &s.run_dir, args.progress)?;
+    let model: Llama<Infer> = merge_lora(model.valid());
+    let lineage = Lineage {
+        stage: lineage_stage.into(),
+        data_hash: data.hash(),
+        data: data.summary.clone(),
+        config: serde_json::json!({"run": run, "lora": lora_config(&args), "max_tokens": args.max_tokens,
+            "weight_decay": args.weight_decay, "clip": args.clip, "steps_done": state.step}),
+        metrics: serde_json::to_value(&metrics)?,
+        run_dir: s.run_dir.display().to_string(),
+    };
+    let tok = s.tokenizer;
+    s.reg.add_trained(
+        &s.name,
+        "policy",
+        vec![s.base.clone()],
+        s.config.num_params(),
+        &s.config.architecture,
+        lineage,
+        |dir| trainer::io::hf::save_dir(&model, &tok, dir),
+    )?;
+    finish(&s.run_dir, &s.name, "policy", &metrics);
+    Ok(())
+}
+
+/// Runs `alignbox eval …`.
+pub fn eval(cmd: EvalCommand) -> anyhow::Result<()> {
+    match cmd {
+        EvalCommand::Rm { model, all, data } => {
+            let (_lock, store) = DataDir::open_store(&data.data_dir)?;
+            let reg = Registry::new(&data.data_dir);
+            let version = reg.get(&model)?;
+            let device = default_device();
+            let (rm, tok) = reg.load_reward_model::<Infer>(&model, &device)?;
+            let lineage = version.lineage.clone();
+            let num = |v: Option<&serde_json::Value>, d: f64| v.and_then(|x| x.as_f64()).unwrap_or(d);
+            let (fraction, seed) = match &lineage {
+                Some(l) if !all => {
+                    (num(l.data.get("eval_fraction"), 0.1), num(l.data.get("split_seed"), 0.0) as u64)
+                }
+                _ => (1.0, 0),
+            };
+            let max_tokens =
+                lineage.as_ref().map_or(512.0, |l| num(l.config.get("max_tokens"), 512.0)) as usize;
+            let eos = tok.eos_id().or(rm.trunk.config.eos_token_ids.first().copied());
+            let weight_by_agreement = lineage
+                .as_ref()
+                .and_then(|l| l.config.get("weight_by_agreement"))
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false);
+            let opts = RmData { eval_fraction: fraction, seed, max_tokens, weight_by_agreement };
+            let split = train_data::rm_groups(&store, &tok, eos, &opts)?;
+            let groups: Vec<RankGroup> =
+                if all || fraction >= 1.0 { [split.train, split.eval].concat() } else { split.eval };
+            if groups.is_empty() {
+                bail!("no rankings to evaluate on");
+            }
+            let cfg = RmTrainConfig { pad_id: eos.unwrap_or(0), ..RmTrainConfig::default() };
+            let m = trainer::train::rm::metrics(&trainer::rm_train::evaluate(&rm, &groups, &cfg, 16));
+            println!(
+                "{}",
+                serde_json::json!({"version": model, "split": if all { "all" } else { "held-out" }, "groups": groups.len(), "metrics": m})
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! Training items from the store: ranked prompts for the reward model, demonstrations for SFT, documents for
+//! pretraining; the held-out split by prompt; the data hash recorded in a version's lineage.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use store::{Prompt, Store};
+use trainer::{
+    rm_train::RankGroup,
+    sft::Example,
+    tokenizer::{ChatMessage, TextTokenizer},
+    train::split::held_out,
+};
+
+/// Token ids of a prompt as the policy sees it: the chat template with the assistant turn opened (plain text for
+/// a base model without a template).
+pub fn prompt_ids(tok: &TextTokenizer, prompt: &Prompt) -> anyhow::Result<Vec<u32>> {
+    let messages: Vec<ChatMessage> =
+        prompt.messages.iter().map(|m| ChatMessage::new(&m.role, &m.content)).collect();
+    let ids = match tok.apply_chat_template(&messages, true) {
+        Ok(text) => tok.encode(&text, false)?,
+        Err(_) => tok.encode(prompt.text(), true)?,
+    };
+    anyhow::ensure!(!ids.is_empty(), "prompt {} encodes to no tokens", prompt.id);
+    Ok(ids)
+}
+
+/// Token ids of an answer: its text followed by the end-of-turn token.
+pub fn answer_ids(tok: &TextTokenizer, text: &str, eos: Option<u32>) -> anyhow::Result<Vec<u32>> {
+    let mut ids = tok.encode(text, false)?;
+    ids.extend(eos);
+    Ok(ids)
+}
+
+/// Prompt + answer cut to `max_tokens`: the answer keeps its start (at most `max_tokens − 1` tokens), the prompt
+/// keeps its end.
+pub fn join(prompt: &[u32], answer: &[u32], max_tokens: usize) -> (Vec<u32>, Vec<u32>) {
+    let a = &answer[..answer.len().min(max_tokens.saturating_sub(1).max(1))];
+    let room = max_tokens.saturating_sub(a.len()).max(1);
+    let p = &prompt[prompt.len().saturating_sub(room)..];
+    (p.to_vec(), a.to_vec())
+}
+
+/// Items split into training and held-out sets.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Split<T> {
+    /// Training items.
+    pub train: Vec<T>,
+    /// Held-out items (prompts never seen in training).
+    pub eval: Vec<T>,
+    /// Counts for the lineage.
+    pub summary: serde_json::Value,
+}
+
+impl<T> Default for Split<T> {
+    fn default() -> Self {
+        Self { train: Vec::new(), eval: Vec::new(), summary: serde_json::Value::Null }
+    }
+}
+
+impl<T: serde::Serialize> Split<T> {
+    /// SHA-256 (hex) of the exact items.
+    pub fn hash(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(serde_json::to_vec(&self.train).expect("json"));
+        h.update(b"\n--held-out--\n");
+        h.update(serde_json::to_vec(&self.eval).expect("json"));
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Options for building reward-model items.
+pub struct RmData {
+    /// Share of prompts held out.
+    pub eval_fraction: f64,
+    /// Split seed.
+    pub seed: u64,
+    /// Longest sequence.
+    pub max_tokens: usize,
+    /// Weight comparisons by annotator agreement.
+    pub weight_by_agreement: bool,
+}
+
+/// One ranked group per (non-skipped) ranking with at least two tiers.
+pub fn rm_groups(
+    store: &Store,
+    tok: &TextTokenizer,
+    eos: Option<u32>,
+    opts: &RmData,
+) -> anyhow::Result<Split<RankGroup>> {
+    let mut out = Split::default();
+    let (mut prompts, mut rankings, mut wins, mut ties) = (0usize, 0usize, 0usize, 0usize);
+    for prompt in store.prompts()? {
+        let ranked: Vec<store::Ranking> = store
+            .rankings_of(prompt.id)?
+            .into_iter()
+            .filter(|r| r.skipped.is_none() && r.tiers.len() >= 2)
+            .collect();
+        if ranked.is_empty() {
+            continue;
+        }
+        let candidates: HashMap<u64, store::Candidate> =
+            store.candidates_of(prompt.id)?.into_iter().map(|c| (c.id, c)).collect();
+        let p_ids = prompt_ids(tok, &prompt).with_context(|| format!("prompt {}", prompt.id))?;
+        // For agreement weights: how many rankings order a before b, per ordered pair.
+        let mut order: BTreeMap<(u64, u64), usize> = BTreeMap::new();
+        for r in &ranked {
+            for (b, w) in r.pairs() {
+                *order.entry((b, w)).or_default() += 1;
+            }
+        }
+        let side = held_out(prompt.id, opts.eval_fraction, opts.seed);
+        prompts += 1;
+        for r in &ranked {
+            let ids: Vec<u64> = r.tiers.iter().flatten().copied().collect();
+            let mut seqs = Vec::with_capacity(ids.len());
+            for id in &ids {
+                let c = candidates
+                    .get(id)
+                    .with_context(|| format!("ranking {} names candidate {id}, which is not stored", r.id))?;
+                let (p, a) = join(&p_ids, &answer_ids(tok, &c.text, eos)?, opts.max_tokens);
+                seqs.push([p, a].concat());
+            }
+            let index: HashMap<u64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+            let tiers: Vec<Vec<usize>> =
+                r.tiers.iter().map(|t| t.iter().map(|id| index[id]).collect()).collect();
+            let mut g = RankGroup::from_tiers(seqs, &tiers);
+            if opts.weight_by_agreement {
+                for c in &mut g.wins {
+                    let (b, w) = (ids[c.0], ids[c.1]);
+                    let agree = order.get(&(b, w)).copied().unwrap_or(0) as f32;
+                    let disagree = order.get(&(w, b)).copied().unwrap_or(0) as f32;
+                    c.2 = agree / (agree + disagree).max(1.0);
+                }
+            }
+            rankings += 1;
+            wins += g.wins.len();
+            ties += g.ties.len();
+            if side {
+                out.eval.push(g);
+            } else {
+                out.train.push(g);
+            }
+        }
+    }
+    out.summary = serde_json::json!({
+        "prompts": prompts, "rankings": rankings, "comparisons": wins, "ties": ties,
+        "train_groups": out.train.len(), "eval_groups": out.eval.len(),
+        "eval_fraction": opts.eval_fraction, "split_seed": opts.seed,
+    });
+    Ok(out)
+}
+
+/// One example per stored demonstration.
+pub fn sft_examples(
+    store: &Store,
+    tok: &TextTokenizer,
+    eos: Option<u32>,
+    eval_fraction: f64,
+    seed: u64,
+    max_tokens: usize,
+) -> anyhow::Result<Split<Example>> {
+    let mut out = Split::default();
+    let prompts: HashMap<u64, Prompt> = store.prompts()?.into_iter().map(|p| (p.id, p)).collect();
+    let mut tokens = 0usize;
+    for d in store.demonstrations()? {
+        let prompt = prompts
+            .get(&d.prompt_id)
+            .with_context(|| format!("demonstration {}: prompt {} is not stored", d.id, d.prompt_id))?;
+        let (p, a) = join(&prompt_ids(tok, prompt)?, &answer_ids(tok, &d.text, eos)?, max_tokens);
+        tokens += a.len();
+        let e = Example { prompt: p, answer: a };
+        if held_out(d.prompt_id, eval_fraction, seed) {
+            out.eval.push(e);
+        } else {
+            out.train.push(e);
+        }
+    }
+    out.summary = serde_json::json!({
+        "demonstrations": out.train.len() + out.eval.len(), "answer_tokens": tokens,
+        "train_examples": out.train.len(), "eval_examples": out.eval.len(),
+        "eval_fraction": eval_fraction, "split_seed": seed,
+    });
+    Ok(out)
+}
+
+/// Documents of a corpus file: `.jsonl` with a `text` field per line, or text with blank-line-separated
+/// documents. Errors name the file and line.
+pub fn corpus_documents(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "jsonl") {
+        let mut docs = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_str(line)
+                .with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
+            let t = v.get("text").and_then(|t| t.as_str()).with_context(|| {
+                format!("{}:{}: field `text`: missing or not a string", path.display(), i + 1)
+            })?;
+            docs.push(t.to_string());
+        }
+        Ok(docs)
+    } else {
+        Ok(text.split("\n\n").map(str::trim).filter(|d| !d.is_empty()).map(String::from).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_keeps_the_answer_start_and_the_prompt_end() {
+        assert_eq!(join(&[1, 2, 3, 4], &[7, 8], 10), (vec![1, 2, 3, 4], vec![7, 8]));
+        assert_eq!(join(&[1, 2, 3, 4], &[7, 8], 4), (vec![3, 4], vec![7, 8]));
+        assert_eq!(join(&[1, 2], &[5, 6, 7, 8, 9], 4), (vec![2], vec![5, 6, 7]));
+    }
+}
