@@ -72,6 +72,23 @@ pub struct ModelVersion {
     pub lineage: Option<Lineage>,
 }
 
+/// What [`Registry::add_trained`] records about a new version.
+#[derive(Clone, Debug)]
+pub struct Trained {
+    /// The new version's id.
+    pub id: String,
+    /// `policy` or `reward_model`.
+    pub kind: String,
+    /// The versions it was trained from.
+    pub parents: Vec<String>,
+    /// Number of parameters.
+    pub num_params: usize,
+    /// HF architecture name.
+    pub architecture: String,
+    /// How it was made.
+    pub lineage: Lineage,
+}
+
 /// The record of a training run that produced a version.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Lineage {
@@ -274,14 +291,11 @@ impl Registry {
     /// added and the directory renamed into place (nothing is left behind on error).
     pub fn add_trained(
         &self,
-        id: &str,
-        kind: &str,
-        parents: Vec<String>,
-        num_params: usize,
-        architecture: &str,
-        lineage: Lineage,
+        new: Trained,
         write: impl FnOnce(&Path) -> Result<(), LoadError>,
     ) -> Result<ModelVersion, RegistryError> {
+        let Trained { id, kind, parents, num_params, architecture, lineage } = new;
+        let id = id.as_str();
         check_id(id)?;
         if self.dir(id).exists() {
             return Err(RegistryError::Exists(id.into()));
@@ -295,11 +309,11 @@ impl Registry {
             let version = ModelVersion {
                 id: id.into(),
                 format: Format::HfDir,
-                kind: kind.into(),
+                kind,
                 source: lineage.stage.clone(),
                 parents,
                 num_params,
-                architecture: architecture.into(),
+                architecture,
                 created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
                 lineage: Some(lineage),
             };

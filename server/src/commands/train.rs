@@ -11,7 +11,7 @@ use trainer::{
     memory::{estimate, pick_micro_batch, PlanInput, Tuning},
     model::{Llama, LlamaConfig},
     peft::{add_lora, merge_lora, LoraConfig},
-    registry::{Lineage, Registry},
+    registry::{Lineage, Registry, Trained},
     rl::losses::TieModel,
     rm::RewardModel,
     rm_train::{optimizer as rm_optimizer, RankGroup, RmTrainConfig},
@@ -353,15 +353,15 @@ fn train_rm(a: TrainRmArgs) -> anyhow::Result<()> {
     };
     let arch = s.config.architecture.replace("ForCausalLM", "ForSequenceClassification");
     let tok = s.tokenizer;
-    s.reg.add_trained(
-        &s.name,
-        "reward_model",
-        vec![s.base.clone()],
-        s.config.num_params(),
-        &arch,
+    let new = Trained {
+        id: s.name.clone(),
+        kind: "reward_model".into(),
+        parents: vec![s.base.clone()],
+        num_params: s.config.num_params(),
+        architecture: arch,
         lineage,
-        |dir| trainer::io::reward::save_dir(&model, &tok, dir),
-    )?;
+    };
+    s.reg.add_trained(new, |dir| trainer::io::reward::save_dir(&model, &tok, dir))?;
     finish(&s.run_dir, &s.name, "reward_model", &metrics);
     Ok(())
 }
@@ -443,15 +443,15 @@ fn train_policy(args: TrainArgs, stage: Stage) -> anyhow::Result<()> {
         run_dir: s.run_dir.display().to_string(),
     };
     let tok = s.tokenizer;
-    s.reg.add_trained(
-        &s.name,
-        "policy",
-        vec![s.base.clone()],
-        s.config.num_params(),
-        &s.config.architecture,
+    let new = Trained {
+        id: s.name.clone(),
+        kind: "policy".into(),
+        parents: vec![s.base.clone()],
+        num_params: s.config.num_params(),
+        architecture: s.config.architecture.clone(),
         lineage,
-        |dir| trainer::io::hf::save_dir(&model, &tok, dir),
-    )?;
+    };
+    s.reg.add_trained(new, |dir| trainer::io::hf::save_dir(&model, &tok, dir))?;
     finish(&s.run_dir, &s.name, "policy", &metrics);
     Ok(())
 }
