@@ -15,6 +15,7 @@ pub mod memory;
 pub mod model;
 pub mod optim;
 pub mod peft;
+pub mod ppo;
 pub mod registry;
 pub mod rl;
 pub mod rm;

@@ -55,6 +55,39 @@ fn placeholder<B: Backend>(lin: &crate::model::linear::Linear<B>) -> crate::mode
     crate::model::linear::Linear::new(lin.weight.val(), None)
 }
 
+/// The same model with its adapters switched off (the frozen base, e.g. PPO's reference policy). Tensors are
+/// shared with `model`, not copied.
+pub fn without_adapters<B: Backend>(model: &Llama<B>) -> Llama<B> {
+    let mut base = model.clone();
+    for layer in &mut base.layers {
+        let a = &mut layer.self_attn;
+        let m = &mut layer.mlp;
+        for lin in [
+            &mut a.q_proj,
+            &mut a.k_proj,
+            &mut a.v_proj,
+            &mut a.o_proj,
+            &mut m.gate_proj,
+            &mut m.up_proj,
+            &mut m.down_proj,
+        ] {
+            lin.lora = None;
+        }
+    }
+    base
+}
+
+/// Whether any projection of `model` carries an adapter.
+pub fn has_adapters<B: Backend>(model: &Llama<B>) -> bool {
+    model.layers.iter().any(|l| {
+        let a = &l.self_attn;
+        let m = &l.mlp;
+        [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &m.gate_proj, &m.up_proj, &m.down_proj]
+            .iter()
+            .any(|lin| lin.lora.is_some())
+    })
+}
+
 /// Folds every adapter into its weight (for export; the result has no adapters).
 pub fn merge_lora<B: Backend>(mut model: Llama<B>) -> Llama<B> {
     for layer in &mut model.layers {

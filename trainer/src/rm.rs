@@ -31,10 +31,26 @@ impl<B: Backend> RewardModel<B> {
         let [b, s] = tokens.dims();
         assert_eq!(lengths.len(), b, "one length per sequence");
         assert!(lengths.iter().all(|&l| (1..=s).contains(&l)), "lengths must be within 1..=seq");
+        let last: Vec<usize> = lengths.iter().map(|&l| l - 1).collect();
+        self.score_at(tokens, &Layout::unpadded(b), &last)
+    }
+
+    /// The head on every position (a critic's values): tokens `[batch, seq]` placed by `layout` → `[batch, seq]`.
+    pub fn values(&self, tokens: Tensor<B, 2, Int>, layout: &Layout) -> Tensor<B, 2> {
+        let [b, s] = tokens.dims();
+        let hidden = self.trunk.hidden(tokens, layout, None); // [b, s, d]
+        self.score.forward(hidden).reshape([b, s])
+    }
+
+    /// Scores read at position `last[i]` of row i: tokens `[batch, seq]` placed by `layout` → `[batch]`.
+    pub fn score_at(&self, tokens: Tensor<B, 2, Int>, layout: &Layout, last: &[usize]) -> Tensor<B, 1> {
+        let [b, s] = tokens.dims();
+        assert_eq!(last.len(), b, "one position per sequence");
+        assert!(last.iter().all(|&l| l < s), "positions must be within the sequence");
         let device = tokens.device();
-        let hidden = self.trunk.hidden(tokens, &Layout::unpadded(b), None); // [b, s, d]
+        let hidden = self.trunk.hidden(tokens, layout, None); // [b, s, d]
         let d = hidden.dims()[2];
-        let last: Vec<i64> = lengths.iter().map(|&l| l as i64 - 1).collect();
+        let last: Vec<i64> = last.iter().map(|&l| l as i64).collect();
         let index = Tensor::<B, 1, Int>::from_data(TensorData::new(last, [b]), &device)
             .reshape([b, 1, 1])
             .expand([b, 1, d]);

@@ -2,6 +2,7 @@
 //! and the stages built on it (reward model, SFT and continued pretraining).
 
 pub mod checkpoint;
+pub mod dpo;
 pub mod oom;
 pub mod rm;
 pub mod run;

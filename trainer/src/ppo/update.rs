@@ -1,0 +1,111 @@
+//! The PPO update: several epochs over shuffled minibatches of one [`Experience`]; clipped policy loss plus
+//! vf_coef × clipped value loss, one backward through actor and critic, one AdamW step; early stop when the
+//! policy has moved too far (approximate KL).
+
+use burn::{
+    optim::{GradientsParams, Optimizer},
+    tensor::backend::Backend,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    experience::Experience,
+    rollout::{answer_logits, answer_logprobs, answer_values, entropy, rows_tensor, SeqBatch},
+    ActorCritic, PpoConfig,
+};
+use crate::{
+    backend::Train,
+    rl::losses::{masked_mean, policy_loss, value_loss},
+    rng::Rng,
+};
+
+/// Averages over the minibatches an update ran.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct UpdateStats {
+    /// Clipped policy loss.
+    pub policy_loss: f64,
+    /// Clipped value loss (before vf_coef).
+    pub value_loss: f64,
+    /// Share of tokens whose ratio was clipped.
+    pub clipfrac: f64,
+    /// Share of tokens whose value was clipped.
+    pub value_clipfrac: f64,
+    /// ½·mean((log π − log π_old)²).
+    pub approx_kl: f64,
+    /// Mean per-token entropy of the policy.
+    pub entropy: f64,
+    /// Minibatch steps taken.
+    pub steps: usize,
+    /// Whether the KL early stop ended the update.
+    pub early_stopped: bool,
+}
+
+fn scalar<B: Backend>(t: burn::tensor::Tensor<B, 1>) -> f64 {
+    t.into_data().convert::<f32>().to_vec::<f32>().expect("f32")[0] as f64
+}
+
+fn select(rows: &[Vec<f32>], idx: &[usize]) -> Vec<Vec<f32>> {
+    idx.iter().map(|&i| rows[i].clone()).collect()
+}
+
+/// Runs the update and returns the trained actor-critic.
+pub fn update<O: Optimizer<ActorCritic<Train>, Train>>(
+    mut model: ActorCritic<Train>,
+    optim: &mut O,
+    exp: &Experience,
+    batch: &SeqBatch,
+    cfg: &PpoConfig,
+    rng: &mut Rng,
+) -> (ActorCritic<Train>, UpdateStats) {
+    let device = crate::backend::default_device();
+    let n = exp.len();
+    let mb = n.div_ceil(cfg.minibatches.max(1)).max(1);
+    let mut stats = UpdateStats::default();
+    'epochs: for _ in 0..cfg.epochs {
+        let mut order: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            order.swap(i, rng.range(0, i as u64 + 1) as usize);
+        }
+        for idx in order.chunks(mb) {
+            let sub = batch.rows(idx);
+            let t = |rows: &[Vec<f32>]| rows_tensor::<Train>(&select(rows, idx), &device);
+            let mask = t(&exp.mask);
+            let logits = answer_logits(&model.actor, &sub, cfg.temperature);
+            let ent = scalar(masked_mean(entropy(logits.clone().detach()), mask.clone()));
+            let logprobs = answer_logprobs(logits, &sub);
+            let pl = policy_loss(logprobs, t(&exp.old_logprobs), t(&exp.advantages), mask.clone(), cfg.clip);
+            let values = answer_values(&model.critic, &sub);
+            let vl = value_loss(values, t(&exp.values), t(&exp.returns), mask, cfg.value_clip);
+            let (p_loss, v_loss) = (scalar(pl.loss.clone()), scalar(vl.loss.clone()));
+            let loss = pl.loss.add(vl.loss.mul_scalar(cfg.vf_coef));
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(cfg.lr, model, grads);
+            let stat =
+                |s: &[(&str, f32)], k: &str| s.iter().find(|(n, _)| *n == k).map_or(0.0, |(_, v)| *v as f64);
+            let approx_kl = stat(&pl.stats, "ppo/policy/approxkl");
+            stats.policy_loss += p_loss;
+            stats.value_loss += v_loss;
+            stats.clipfrac += stat(&pl.stats, "ppo/policy/clipfrac");
+            stats.value_clipfrac += stat(&vl.stats, "ppo/val/clipfrac");
+            stats.approx_kl += approx_kl;
+            stats.entropy += ent;
+            stats.steps += 1;
+            if cfg.stop_kl.is_some_and(|limit| approx_kl > limit) {
+                stats.early_stopped = true;
+                break 'epochs;
+            }
+        }
+    }
+    let k = stats.steps.max(1) as f64;
+    for v in [
+        &mut stats.policy_loss,
+        &mut stats.value_loss,
+        &mut stats.clipfrac,
+        &mut stats.value_clipfrac,
+        &mut stats.approx_kl,
+        &mut stats.entropy,
+    ] {
+        *v /= k;
+    }
+    (model, stats)
+}
