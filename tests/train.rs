@@ -235,6 +235,78 @@ fn the_reward_model_learns_the_rule_and_sft_lowers_held_out_loss_through_the_cli
     assert!(ok, "{err}");
     assert!(out.contains("\"split\":\"all\""), "{out}");
 
+    // PPO against that reward model: LoRA actor and critic on the shared base, stored with its lineage.
+    let (ok, out, err) = run(
+        &[
+            "train",
+            "ppo",
+            "--reward",
+            "rm-good",
+            "--name",
+            "ppo1",
+            "--lora",
+            "8",
+            "--steps",
+            "3",
+            "--batch",
+            "8",
+            "--max-new-tokens",
+            "8",
+            "--max-tokens",
+            "64",
+            "--temperature",
+            "1.0",
+            "--kl-target",
+            "4",
+            "--progress",
+            "lines",
+        ],
+        data.path(),
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("shared with the actor"), "{err}");
+    assert!(err.contains("step 3/3"), "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    for k in ["score", "base_score", "rm_win_rate", "kl", "train_kl"] {
+        assert!(v["metrics"][k].as_f64().is_some(), "{k}: {out}");
+    }
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(data.path().join("models/ppo1/alignbox-model.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["parents"], serde_json::json!(["tiny", "rm-good"]));
+    assert_eq!(manifest["lineage"]["stage"], "train ppo");
+    let log = std::fs::read_to_string(data.path().join("runs/ppo1/metrics.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 3);
+    assert!(log.contains("seconds_generate") && log.contains("clipfrac") && log.contains("entropy"));
+
+    // DPO on the same rankings.
+    let (ok, out, err) = run(
+        &[
+            "train",
+            "dpo",
+            "--name",
+            "dpo1",
+            "--steps",
+            "20",
+            "--batch",
+            "16",
+            "--max-tokens",
+            "64",
+            "--lr",
+            "1e-3",
+            "--eval-fraction",
+            "0.2",
+            "--progress",
+            "quiet",
+        ],
+        data.path(),
+    );
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let acc = v["metrics"]["rewards/accuracy"].as_f64().unwrap();
+    assert!(acc > 0.7, "DPO held-out implicit-reward accuracy {acc}: {out}");
+
     let (ok, out, err) = run(
         &[
             "train",

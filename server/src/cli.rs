@@ -69,7 +69,7 @@ pub enum Command {
     /// pretraining on a text corpus. Prints the memory estimate first, shows progress, checkpoints, resumes an
     /// interrupted run of the same --name, and stores the result as a model version with its lineage.
     #[command(subcommand)]
-    Train(TrainCommand),
+    Train(Box<TrainCommand>),
     /// Evaluate a stored model on the stored data.
     #[command(subcommand)]
     Eval(EvalCommand),
@@ -87,6 +87,62 @@ pub enum TrainCommand {
     /// Continued pretraining on a raw-text corpus (.txt: one document per blank-line-separated block; .jsonl:
     /// one `{"text": …}` per line): packed blocks, every token in the loss.
     Pretrain(PretrainArgs),
+    /// PPO against a stored reward model with a KL penalty to the base (--steps iterations of --batch prompts
+    /// from the store: sample, score, update actor and critic). With --lora, actor and critic are adapters on
+    /// one frozen base that is also the reference.
+    Ppo(TrainPpoArgs),
+    /// DPO on the stored rankings (every strict pair), reference log-probs computed once.
+    Dpo(TrainDpoArgs),
+}
+
+/// Options of `alignbox train ppo`.
+#[derive(Debug, Args, Clone)]
+pub struct TrainPpoArgs {
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// The reward-model version that scores the answers.
+    #[arg(long)]
+    pub reward: String,
+    /// Longest sampled answer.
+    #[arg(long, default_value_t = 64)]
+    pub max_new_tokens: usize,
+    /// Sampling temperature (> 0).
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f32,
+    /// KL penalty coefficient β (the starting value with --kl-target).
+    #[arg(long, default_value_t = 0.05)]
+    pub beta: f64,
+    /// Adapt β toward this KL per answer (nats) instead of keeping it fixed.
+    #[arg(long)]
+    pub kl_target: Option<f64>,
+    /// Horizon of the adaptive controller (samples).
+    #[arg(long, default_value_t = 10000.0)]
+    pub kl_horizon: f64,
+    /// Passes over each iteration's samples.
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    /// Minibatches per pass.
+    #[arg(long, default_value_t = 2)]
+    pub minibatches: usize,
+    /// Subtracted from the score of answers that never reach the end-of-turn token.
+    #[arg(long)]
+    pub missing_eos_penalty: Option<f32>,
+    /// Clamp reward-model scores to ±this.
+    #[arg(long)]
+    pub score_clip: Option<f32>,
+    /// Stop an update early when a minibatch's approximate KL to the sampling policy exceeds this.
+    #[arg(long)]
+    pub stop_kl: Option<f64>,
+}
+
+/// Options of `alignbox train dpo`.
+#[derive(Debug, Args, Clone)]
+pub struct TrainDpoArgs {
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// Strength of the implicit KL constraint.
+    #[arg(long, default_value_t = 0.1)]
+    pub beta: f64,
 }
 
 /// How ties in a ranking are used by `train rm`.

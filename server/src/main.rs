@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         cli::Command::Generate(args) => commands::generate::run(args),
         cli::Command::Bench(cmd) => commands::bench::run(cmd),
         cli::Command::Users(cmd) => commands::users::run(cmd),
-        cli::Command::Train(cmd) => commands::train::run(cmd),
+        cli::Command::Train(cmd) => commands::train::run(*cmd),
         cli::Command::Eval(cmd) => commands::train::eval(cmd),
         cli::Command::Import { file, data } => commands::import::run(&file, &data.data_dir),
         cli::Command::Export { what, out, data } => {

@@ -48,7 +48,7 @@ impl Progress {
                 let done = e.step - first;
                 let elapsed = self.started.elapsed().as_secs_f64();
                 let eta = elapsed / done.max(1) as f64 * (self.total - e.step) as f64;
-                let stats = Self::fmt_metrics(e, &["loss", "accuracy", "lr"]);
+                let stats = Self::fmt_metrics(e, &["loss", "accuracy", "score", "kl", "lr"]);
                 if self.mode == ProgressArg::Bar {
                     let width = 30;
                     let filled = width * e.step / self.total.max(1);

@@ -45,6 +45,8 @@ pub fn run(cmd: TrainCommand) -> anyhow::Result<()> {
             let (corpus, block) = (a.corpus.clone(), a.block);
             train_policy(a.train, Stage::Pretrain { corpus, block })
         }
+        TrainCommand::Ppo(a) => super::align::ppo(a),
+        TrainCommand::Dpo(a) => super::align::dpo(a),
     }
 }
 
@@ -54,20 +56,20 @@ enum Stage {
 }
 
 /// What every stage resolves before it trains.
-struct Setup {
-    _lock: DataDir,
-    store: store::Store,
-    reg: Registry,
-    base: String,
-    name: String,
-    run_dir: PathBuf,
-    config: LlamaConfig,
-    tokenizer: TextTokenizer,
-    tensors: trainer::model::weights::TensorMap,
-    run: RunConfig,
+pub(super) struct Setup {
+    pub(super) _lock: DataDir,
+    pub(super) store: store::Store,
+    pub(super) reg: Registry,
+    pub(super) base: String,
+    pub(super) name: String,
+    pub(super) run_dir: PathBuf,
+    pub(super) config: LlamaConfig,
+    pub(super) tokenizer: TextTokenizer,
+    pub(super) tensors: trainer::model::weights::TensorMap,
+    pub(super) run: RunConfig,
 }
 
-fn setup(args: &TrainArgs, stage: &str, default_lr: f64) -> anyhow::Result<Setup> {
+pub(super) fn setup(args: &TrainArgs, stage: &str, default_lr: f64) -> anyhow::Result<Setup> {
     let (lock, store) = DataDir::open_store(&args.data.data_dir)?;
     let reg = Registry::new(&args.data.data_dir);
     let base = match args.base.clone().or(reg.default_id()?) {
@@ -117,7 +119,7 @@ fn setup(args: &TrainArgs, stage: &str, default_lr: f64) -> anyhow::Result<Setup
     })
 }
 
-fn lora_config(args: &TrainArgs) -> Option<LoraConfig> {
+pub(super) fn lora_config(args: &TrainArgs) -> Option<LoraConfig> {
     args.lora.map(|rank| LoraConfig {
         rank,
         alpha: args.lora_alpha.unwrap_or(2.0 * rank as f64),
@@ -126,7 +128,7 @@ fn lora_config(args: &TrainArgs) -> Option<LoraConfig> {
     })
 }
 
-fn tuning(args: &TrainArgs) -> Tuning {
+pub(super) fn tuning(args: &TrainArgs) -> Tuning {
     match args.lora {
         Some(rank) => Tuning::Lora { rank, targets: args.lora_targets.clone() },
         None => Tuning::Full,
@@ -134,7 +136,7 @@ fn tuning(args: &TrainArgs) -> Tuning {
 }
 
 /// The memory budget: --memory-budget-mb, or 80% of MemAvailable.
-fn budget_bytes(args: &TrainArgs) -> Option<usize> {
+pub(super) fn budget_bytes(args: &TrainArgs) -> Option<usize> {
     if let Some(mb) = args.memory_budget_mb {
         return Some(mb << 20);
     }
@@ -144,13 +146,13 @@ fn budget_bytes(args: &TrainArgs) -> Option<usize> {
     Some(kb * 1024 / 10 * 8)
 }
 
-fn mib(b: usize) -> String {
+pub(super) fn mib(b: usize) -> String {
     format!("{:.1} MiB", b as f64 / (1 << 20) as f64)
 }
 
 /// Picks the micro-batch (in items of `seqs_per_item` sequences of up to `seq_len` tokens) and prints the
 /// estimate.
-fn plan(
+pub(super) fn plan(
     args: &TrainArgs,
     config: &LlamaConfig,
     run: &mut RunConfig,
@@ -211,7 +213,7 @@ fn plan(
 }
 
 /// Uses the data snapshot of an earlier attempt of this run, or writes this one.
-fn snapshot<T: Serialize + DeserializeOwned>(
+pub(super) fn snapshot<T: Serialize + DeserializeOwned>(
     run_dir: &Path,
     fresh: impl FnOnce() -> anyhow::Result<Split<T>>,
 ) -> anyhow::Result<Split<T>> {
@@ -231,7 +233,7 @@ fn snapshot<T: Serialize + DeserializeOwned>(
 
 /// Runs the loop with progress and the metric log `run_dir/metrics.jsonl` (rewritten up to the checkpoint when
 /// resuming, so the log is the run's single curve).
-fn train<T: Task, O: trainer::burn::optim::Optimizer<T::Model, Train>>(
+pub(super) fn train<T: Task, O: trainer::burn::optim::Optimizer<T::Model, Train>>(
     task: &T,
     model: T::Model,
     optim: O,
@@ -277,7 +279,7 @@ fn train<T: Task, O: trainer::burn::optim::Optimizer<T::Model, Train>>(
     Ok((out.model, out.eval, out.state))
 }
 
-fn finish(run_dir: &Path, version: &str, kind: &str, metrics: &Metrics) {
+pub(super) fn finish(run_dir: &Path, version: &str, kind: &str, metrics: &Metrics) {
     // The stored version holds the weights now; the metric log and the data snapshot stay with the run.
     let _ = std::fs::remove_dir_all(checkpoint::path(run_dir));
     println!("{}", serde_json::json!({"version": version, "kind": kind, "metrics": metrics}));

@@ -7,6 +7,7 @@ use anyhow::Context;
 use sha2::{Digest, Sha256};
 use store::{Prompt, Store};
 use trainer::{
+    dpo::DpoPair,
     rm_train::RankGroup,
     sft::Example,
     tokenizer::{ChatMessage, TextTokenizer},
@@ -82,6 +83,77 @@ pub struct RmData {
     pub weight_by_agreement: bool,
 }
 
+/// One annotator's ranking of a prompt's answers, tokenized.
+#[derive(Clone, Debug)]
+pub struct Ranked {
+    /// The prompt's id (the split is by prompt).
+    pub prompt_id: u64,
+    /// Prompt token ids (cut to fit `max_tokens` with the longest answer).
+    pub prompt: Vec<u32>,
+    /// Answer token ids, in `candidates` order.
+    pub answers: Vec<Vec<u32>>,
+    /// The candidates' ids.
+    pub candidates: Vec<u64>,
+    /// Tiers of indices into `answers`, best first.
+    pub tiers: Vec<Vec<usize>>,
+    /// For agreement weights: how many rankings of this prompt order candidate a before b.
+    pub order: std::sync::Arc<BTreeMap<(u64, u64), usize>>,
+}
+
+/// Every (non-skipped) ranking with at least two tiers, tokenized.
+pub fn ranked(
+    store: &Store,
+    tok: &TextTokenizer,
+    eos: Option<u32>,
+    max_tokens: usize,
+) -> anyhow::Result<Vec<Ranked>> {
+    let mut out = Vec::new();
+    for prompt in store.prompts()? {
+        let rankings: Vec<store::Ranking> = store
+            .rankings_of(prompt.id)?
+            .into_iter()
+            .filter(|r| r.skipped.is_none() && r.tiers.len() >= 2)
+            .collect();
+        if rankings.is_empty() {
+            continue;
+        }
+        let candidates: HashMap<u64, store::Candidate> =
+            store.candidates_of(prompt.id)?.into_iter().map(|c| (c.id, c)).collect();
+        let p_ids = prompt_ids(tok, &prompt).with_context(|| format!("prompt {}", prompt.id))?;
+        let mut order: BTreeMap<(u64, u64), usize> = BTreeMap::new();
+        for r in &rankings {
+            for (b, w) in r.pairs() {
+                *order.entry((b, w)).or_default() += 1;
+            }
+        }
+        let order = std::sync::Arc::new(order);
+        for r in &rankings {
+            let ids: Vec<u64> = r.tiers.iter().flatten().copied().collect();
+            let mut answers = Vec::with_capacity(ids.len());
+            for id in &ids {
+                let c = candidates
+                    .get(id)
+                    .with_context(|| format!("ranking {} names candidate {id}, which is not stored", r.id))?;
+                answers.push(answer_ids(tok, &c.text, eos)?);
+            }
+            let longest = answers.iter().map(Vec::len).max().unwrap_or(0);
+            let (p, _) = join(&p_ids, &vec![0; longest], max_tokens);
+            let answers = answers.into_iter().map(|a| join(&p, &a, max_tokens).1).collect();
+            let index: HashMap<u64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+            let tiers = r.tiers.iter().map(|t| t.iter().map(|id| index[id]).collect()).collect();
+            out.push(Ranked {
+                prompt_id: prompt.id,
+                prompt: p,
+                answers,
+                candidates: ids,
+                tiers,
+                order: order.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// One ranked group per (non-skipped) ranking with at least two tiers.
 pub fn rm_groups(
     store: &Store,
@@ -90,64 +162,93 @@ pub fn rm_groups(
     opts: &RmData,
 ) -> anyhow::Result<Split<RankGroup>> {
     let mut out = Split::default();
-    let (mut prompts, mut rankings, mut wins, mut ties) = (0usize, 0usize, 0usize, 0usize);
-    for prompt in store.prompts()? {
-        let ranked: Vec<store::Ranking> = store
-            .rankings_of(prompt.id)?
-            .into_iter()
-            .filter(|r| r.skipped.is_none() && r.tiers.len() >= 2)
-            .collect();
-        if ranked.is_empty() {
-            continue;
-        }
-        let candidates: HashMap<u64, store::Candidate> =
-            store.candidates_of(prompt.id)?.into_iter().map(|c| (c.id, c)).collect();
-        let p_ids = prompt_ids(tok, &prompt).with_context(|| format!("prompt {}", prompt.id))?;
-        // For agreement weights: how many rankings order a before b, per ordered pair.
-        let mut order: BTreeMap<(u64, u64), usize> = BTreeMap::new();
-        for r in &ranked {
-            for (b, w) in r.pairs() {
-                *order.entry((b, w)).or_default() += 1;
+    let all = ranked(store, tok, eos, opts.max_tokens)?;
+    let (mut wins, mut ties) = (0usize, 0usize);
+    let mut prompts = std::collections::BTreeSet::new();
+    for r in &all {
+        prompts.insert(r.prompt_id);
+        let seqs = r.answers.iter().map(|a| [r.prompt.as_slice(), a.as_slice()].concat()).collect();
+        let mut g = RankGroup::from_tiers(seqs, &r.tiers);
+        if opts.weight_by_agreement {
+            for c in &mut g.wins {
+                let (b, w) = (r.candidates[c.0], r.candidates[c.1]);
+                let agree = r.order.get(&(b, w)).copied().unwrap_or(0) as f32;
+                let disagree = r.order.get(&(w, b)).copied().unwrap_or(0) as f32;
+                c.2 = agree / (agree + disagree).max(1.0);
             }
         }
-        let side = held_out(prompt.id, opts.eval_fraction, opts.seed);
-        prompts += 1;
-        for r in &ranked {
-            let ids: Vec<u64> = r.tiers.iter().flatten().copied().collect();
-            let mut seqs = Vec::with_capacity(ids.len());
-            for id in &ids {
-                let c = candidates
-                    .get(id)
-                    .with_context(|| format!("ranking {} names candidate {id}, which is not stored", r.id))?;
-                let (p, a) = join(&p_ids, &answer_ids(tok, &c.text, eos)?, opts.max_tokens);
-                seqs.push([p, a].concat());
-            }
-            let index: HashMap<u64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-            let tiers: Vec<Vec<usize>> =
-                r.tiers.iter().map(|t| t.iter().map(|id| index[id]).collect()).collect();
-            let mut g = RankGroup::from_tiers(seqs, &tiers);
-            if opts.weight_by_agreement {
-                for c in &mut g.wins {
-                    let (b, w) = (ids[c.0], ids[c.1]);
-                    let agree = order.get(&(b, w)).copied().unwrap_or(0) as f32;
-                    let disagree = order.get(&(w, b)).copied().unwrap_or(0) as f32;
-                    c.2 = agree / (agree + disagree).max(1.0);
-                }
-            }
-            rankings += 1;
-            wins += g.wins.len();
-            ties += g.ties.len();
-            if side {
-                out.eval.push(g);
+        wins += g.wins.len();
+        ties += g.ties.len();
+        if held_out(r.prompt_id, opts.eval_fraction, opts.seed) {
+            out.eval.push(g);
+        } else {
+            out.train.push(g);
+        }
+    }
+    out.summary = serde_json::json!({
+        "prompts": prompts.len(), "rankings": all.len(), "comparisons": wins, "ties": ties,
+        "train_groups": out.train.len(), "eval_groups": out.eval.len(),
+        "eval_fraction": opts.eval_fraction, "split_seed": opts.seed,
+    });
+    Ok(out)
+}
+
+/// Every strict pair of every ranking as a DPO pair (ties left out).
+pub fn dpo_pairs(
+    store: &Store,
+    tok: &TextTokenizer,
+    eos: Option<u32>,
+    eval_fraction: f64,
+    seed: u64,
+    max_tokens: usize,
+) -> anyhow::Result<Split<DpoPair>> {
+    let mut out = Split::default();
+    let all = ranked(store, tok, eos, max_tokens)?;
+    for r in &all {
+        let g = RankGroup::from_tiers(vec![Vec::new(); r.answers.len()], &r.tiers);
+        for (b, w, _) in g.wins {
+            let pair = DpoPair {
+                prompt: r.prompt.clone(),
+                chosen: r.answers[b].clone(),
+                rejected: r.answers[w].clone(),
+            };
+            if held_out(r.prompt_id, eval_fraction, seed) {
+                out.eval.push(pair);
             } else {
-                out.train.push(g);
+                out.train.push(pair);
             }
         }
     }
     out.summary = serde_json::json!({
-        "prompts": prompts, "rankings": rankings, "comparisons": wins, "ties": ties,
-        "train_groups": out.train.len(), "eval_groups": out.eval.len(),
-        "eval_fraction": opts.eval_fraction, "split_seed": opts.seed,
+        "rankings": all.len(), "train_pairs": out.train.len(), "eval_pairs": out.eval.len(),
+        "eval_fraction": eval_fraction, "split_seed": seed,
+    });
+    Ok(out)
+}
+
+/// Token ids of every stored prompt, split by prompt.
+pub fn prompt_set(
+    store: &Store,
+    tok: &TextTokenizer,
+    eval_fraction: f64,
+    seed: u64,
+    max_tokens: usize,
+) -> anyhow::Result<Split<Vec<u32>>> {
+    let mut out = Split::default();
+    for p in store.prompts()? {
+        let mut ids = prompt_ids(tok, &p)?;
+        if ids.len() > max_tokens {
+            ids.drain(..ids.len() - max_tokens);
+        }
+        if held_out(p.id, eval_fraction, seed) {
+            out.eval.push(ids);
+        } else {
+            out.train.push(ids);
+        }
+    }
+    out.summary = serde_json::json!({
+        "train_prompts": out.train.len(), "eval_prompts": out.eval.len(),
+        "eval_fraction": eval_fraction, "split_seed": seed,
     });
     Ok(out)
 }

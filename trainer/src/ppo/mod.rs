@@ -9,6 +9,7 @@
 
 pub mod experience;
 pub mod rollout;
+pub mod run;
 pub mod update;
 
 use std::time::Instant;

@@ -1,0 +1,339 @@
+//! `alignbox train ppo` and `alignbox train dpo`: policy updates from the stored preferences, stored as policy
+//! versions whose lineage names the base, the reward model and the data.
+
+use std::io::Write;
+
+use anyhow::{bail, Context};
+use trainer::{
+    backend::{default_device, Infer, Train},
+    burn::module::AutodiffModule,
+    memory::{estimate, PlanInput},
+    model::Llama,
+    peft::{add_lora, merge_lora, without_adapters, LoraConfig},
+    ppo::{
+        rollout::{answer_logits, answer_logprobs, host_rows, scores, SeqBatch},
+        run::{run as run_ppo, IterationRecord, PpoRunConfig, PpoState},
+        sample, ActorCritic, PpoConfig, RewardShaping,
+    },
+    registry::{Lineage, Trained},
+    rl::kl::KlController,
+    rm::RewardModel,
+    sft::optimizer as policy_optimizer,
+    train::{
+        checkpoint,
+        dpo::{with_reference, DpoTask},
+        run::{Event, EventKind, Metrics},
+    },
+};
+
+use super::{
+    progress::Progress,
+    train::{finish, lora_config, mib, plan, setup, snapshot, train, tuning},
+    train_data::{dpo_pairs, prompt_set},
+};
+use crate::cli::{TrainDpoArgs, TrainPpoArgs};
+
+fn record_event(r: &IterationRecord) -> Event {
+    let s = &r.stats;
+    let u = &s.update;
+    let p = &s.phases;
+    let metrics = Metrics::from_iter(
+        [
+            ("score", s.score),
+            ("kl", s.kl),
+            ("beta", s.beta),
+            ("answer_len", s.answer_len),
+            ("finished", s.finished),
+            ("explained_variance", s.explained_variance),
+            ("loss", u.policy_loss),
+            ("value_loss", u.value_loss),
+            ("clipfrac", u.clipfrac),
+            ("approx_kl", u.approx_kl),
+            ("entropy", u.entropy),
+            ("seconds_generate", p.generate),
+            ("seconds_reference", p.reference),
+            ("seconds_values", p.values),
+            ("seconds_score", p.score),
+            ("seconds_advantages", p.advantages),
+            ("seconds_train", p.train),
+            ("seconds", p.generate + p.reference + p.values + p.score + p.advantages + p.train),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    );
+    Event { kind: EventKind::Step, step: r.iteration, metrics }
+}
+
+/// Mean RM score of `policy`'s answers, the RM's preference for them over `reference`'s, and the KL to
+/// `reference` per answer, on `prompts`.
+fn evaluate_policy(
+    policy: &Llama<Infer>,
+    reference: &Llama<Infer>,
+    reward: &RewardModel<Infer>,
+    prompts: &[Vec<u32>],
+    cfg: &PpoConfig,
+) -> Metrics {
+    let mut m = Metrics::new();
+    if prompts.is_empty() {
+        return m;
+    }
+    let (mut score, mut base_score, mut wins, mut kl) = (0.0, 0.0, 0.0, 0.0);
+    for (i, chunk) in prompts.chunks(8).enumerate() {
+        let new = sample(policy, chunk, cfg, 77 + i as u64);
+        let old = sample(reference, chunk, cfg, 99 + i as u64);
+        let (bn, bo) = (SeqBatch::new(&new, cfg.pad_id), SeqBatch::new(&old, cfg.pad_id));
+        let host = |t: trainer::burn::tensor::Tensor<Infer, 1>| {
+            t.into_data().convert::<f32>().to_vec::<f32>().unwrap()
+        };
+        let (sn, so) = (host(scores(reward, &bn)), host(scores(reward, &bo)));
+        let lp = |m: &Llama<Infer>| host_rows(answer_logprobs(answer_logits(m, &bn, cfg.temperature), &bn));
+        let (a, b) = (lp(policy), lp(reference));
+        let mask = new.mask();
+        for j in 0..chunk.len() {
+            score += sn[j] as f64;
+            base_score += so[j] as f64;
+            wins += match sn[j].partial_cmp(&so[j]) {
+                Some(std::cmp::Ordering::Greater) => 1.0,
+                Some(std::cmp::Ordering::Equal) => 0.5,
+                _ => 0.0,
+            };
+            kl += (0..mask[j].len()).map(|t| ((a[j][t] - b[j][t]) * mask[j][t]) as f64).sum::<f64>();
+        }
+    }
+    let n = prompts.len() as f64;
+    m.insert("score".into(), score / n);
+    m.insert("base_score".into(), base_score / n);
+    m.insert("rm_win_rate".into(), wins / n);
+    m.insert("kl".into(), kl / n);
+    m.insert("prompts".into(), n);
+    m
+}
+
+/// Runs `alignbox train ppo`.
+pub fn ppo(a: TrainPpoArgs) -> anyhow::Result<()> {
+    let args = &a.train;
+    anyhow::ensure!(a.temperature > 0.0, "--temperature must be above 0 for PPO");
+    let s = setup(args, "ppo", 3e-6)?;
+    let device = default_device();
+    let (reward, _) = s.reg.load_reward_model::<Infer>(&a.reward, &device)?;
+    if reward.trunk.config.vocab_size != s.config.vocab_size {
+        bail!(
+            "reward model {} has a vocabulary of {} tokens but the policy {} has {}: they must share a tokenizer",
+            a.reward,
+            reward.trunk.config.vocab_size,
+            s.base,
+            s.config.vocab_size
+        );
+    }
+    let eos = s.tokenizer.eos_id().or(s.config.eos_token_ids.first().copied());
+    let prompt_room = args.max_tokens.saturating_sub(a.max_new_tokens).max(1);
+    let data = snapshot(&s.run_dir, || {
+        prompt_set(&s.store, &s.tokenizer, args.eval_fraction, args.seed, prompt_room)
+    })?;
+    if data.train.is_empty() {
+        bail!("no prompts in the store (import prompts or rankings first)");
+    }
+    eprintln!("data: {}", data.summary);
+
+    // Memory: actor and critic activations for one minibatch, the trainable state of both, the frozen base and
+    // the reward model (a reference copy too with full fine-tuning).
+    let seq_len = data.train.iter().map(Vec::len).max().unwrap_or(1) + a.max_new_tokens;
+    let per_mb = args.batch.div_ceil(a.minibatches.max(1));
+    let e = estimate(&PlanInput {
+        config: s.config.clone(),
+        tuning: tuning(args),
+        seq_len,
+        micro_batch: per_mb,
+        grad_checkpointing: false,
+        bytes_per_value: 4,
+    });
+    let reference_copy = if args.lora.is_some() { 0 } else { e.weights };
+    let critic = e.gradients + e.optimizer + e.activations + if args.lora.is_some() { 0 } else { e.weights };
+    let total = e.total + critic + reference_copy + reward.trunk.config.num_params() * 4;
+    eprintln!(
+        "memory estimate (PPO, {} prompts per iteration in {} minibatches, {seq_len} tokens, {}): actor {}, critic {}, reference {}, reward model {}, total {}",
+        args.batch,
+        a.minibatches,
+        match args.lora {
+            Some(r) => format!("LoRA r {r} on one shared base"),
+            None => "full fine-tuning".into(),
+        },
+        mib(e.total),
+        mib(critic),
+        if reference_copy == 0 { "shared with the actor".into() } else { mib(reference_copy) },
+        mib(reward.trunk.config.num_params() * 4),
+        mib(total)
+    );
+
+    let base = trainer::model::weights::from_tensors::<Train>(&s.config, s.tensors, &device)?;
+    let (model, reference) = match lora_config(args) {
+        Some(l) => {
+            let critic_lora = LoraConfig { seed: l.seed.wrapping_add(1), ..l.clone() };
+            let actor = add_lora(base.clone(), &l);
+            let critic =
+                RewardModel::new(add_lora(base, &critic_lora), vec![0.0; s.config.hidden_size], &device);
+            (ActorCritic { actor, critic }, None)
+        }
+        None => {
+            let reference = base.valid();
+            let (critic, _) = s.reg.load_reward_model::<Train>(&a.reward, &device)?;
+            (ActorCritic { actor: base, critic }, Some(reference))
+        }
+    };
+    let cfg = PpoConfig {
+        temperature: a.temperature,
+        max_new_tokens: a.max_new_tokens,
+        stop_ids: s.config.eos_token_ids.clone(),
+        pad_id: eos.unwrap_or(0),
+        shaping: RewardShaping {
+            beta: a.beta,
+            missing_eos_penalty: a.missing_eos_penalty,
+            score_clip: a.score_clip,
+            gamma: 1.0,
+            lambda: 0.95,
+            whiten_advantages: true,
+        },
+        kl: match a.kl_target {
+            Some(target) => KlController::Adaptive { beta: a.beta, target, horizon: a.kl_horizon },
+            None => KlController::Fixed { beta: a.beta },
+        },
+        clip: 0.2,
+        value_clip: 0.2,
+        vf_coef: 0.1,
+        epochs: a.epochs.max(1),
+        minibatches: a.minibatches.max(1),
+        lr: s.run.lr,
+        stop_kl: a.stop_kl,
+    };
+    let run_cfg = PpoRunConfig {
+        iterations: args.steps,
+        batch: args.batch,
+        seed: args.seed,
+        checkpoint_every: args.checkpoint_every,
+    };
+
+    let log_path = s.run_dir.join("metrics.jsonl");
+    let mut log =
+        std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    if let Some(state) = checkpoint::read_state::<PpoState>(&s.run_dir) {
+        eprintln!("resuming from the checkpoint at iteration {}", state.iteration);
+        for r in &state.history {
+            writeln!(log, "{}", serde_json::to_string(&record_event(r))?)?;
+        }
+    }
+    let mut bar = Progress::new(args.progress, args.steps);
+    let optim = trainer::optim::adamw::<ActorCritic<Train>>(args.weight_decay, args.clip);
+    let (model, state, _) = run_ppo(
+        model,
+        optim,
+        &data.train,
+        &reward,
+        reference.as_ref(),
+        &cfg,
+        &run_cfg,
+        Some(&s.run_dir),
+        &mut |r| {
+            let e = record_event(r);
+            bar.show(&e);
+            let _ = writeln!(log, "{}", serde_json::to_string(&e).expect("json")).and_then(|_| log.flush());
+        },
+        &|| false,
+    )?;
+    bar.finish();
+
+    let actor: Llama<Infer> = model.actor.valid();
+    let reference = reference.unwrap_or_else(|| without_adapters(&actor));
+    let held_out: Vec<Vec<u32>> = data.eval.iter().take(64).cloned().collect();
+    let mut metrics = evaluate_policy(&actor, &reference, &reward, &held_out, &cfg);
+    if let Some(last) = state.history.last() {
+        metrics.insert("train_score".into(), last.stats.score);
+        metrics.insert("train_kl".into(), last.stats.kl);
+    }
+    let actor = merge_lora(actor);
+    let lineage = Lineage {
+        stage: "train ppo".into(),
+        data_hash: data.hash(),
+        data: data.summary.clone(),
+        config: serde_json::json!({"ppo": cfg, "run": run_cfg, "lora": lora_config(args), "reward": a.reward,
+            "max_tokens": args.max_tokens, "iterations_done": state.iteration}),
+        metrics: serde_json::to_value(&metrics)?,
+        run_dir: s.run_dir.display().to_string(),
+    };
+    let tok = s.tokenizer;
+    let new = Trained {
+        id: s.name.clone(),
+        kind: "policy".into(),
+        parents: vec![s.base.clone(), a.reward.clone()],
+        num_params: s.config.num_params(),
+        architecture: s.config.architecture.clone(),
+        lineage,
+    };
+    s.reg.add_trained(new, |dir| trainer::io::hf::save_dir(&actor, &tok, dir))?;
+    finish(&s.run_dir, &s.name, "policy", &metrics);
+    Ok(())
+}
+
+/// Runs `alignbox train dpo`.
+pub fn dpo(a: TrainDpoArgs) -> anyhow::Result<()> {
+    let args = &a.train;
+    let s = setup(args, "dpo", 1e-6)?;
+    let device = default_device();
+    let eos = s.tokenizer.eos_id().or(s.config.eos_token_ids.first().copied());
+    let data = snapshot(&s.run_dir, || {
+        dpo_pairs(&s.store, &s.tokenizer, eos, args.eval_fraction, args.seed, args.max_tokens)
+    })?;
+    if data.train.is_empty() {
+        bail!("no ranked pairs to train on (rank candidates in the browser or `alignbox import` rankings)");
+    }
+    eprintln!("data: {}", data.summary);
+    let seq_len = data
+        .train
+        .iter()
+        .chain(&data.eval)
+        .map(|p| p.prompt.len() + p.chosen.len().max(p.rejected.len()))
+        .max()
+        .unwrap_or(2);
+    let mut run = s.run.clone();
+    plan(args, &s.config, &mut run, seq_len, 2)?;
+    let base = trainer::model::weights::from_tensors::<Train>(&s.config, s.tensors, &device)?;
+    let pad = eos.unwrap_or(0);
+    // Reference log-probs of every pair, once, from the starting policy.
+    let reference = base.valid();
+    let train_items = with_reference(&reference, data.train.clone(), pad, run.micro_batch.max(1));
+    let eval_items = with_reference(&reference, data.eval.clone(), pad, run.micro_batch.max(1));
+    drop(reference);
+    let policy = match lora_config(args) {
+        Some(l) => add_lora(base, &l),
+        None => base,
+    };
+    let task = DpoTask { beta: a.beta, pad_id: pad, eval: eval_items, eval_chunk: 8 };
+    let cfg = trainer::sft::SftConfig {
+        lr: run.lr,
+        weight_decay: args.weight_decay,
+        clip_norm: args.clip,
+        pad_id: pad,
+    };
+    let (policy, metrics, state) =
+        train(&task, policy, policy_optimizer(&cfg), &train_items, &run, &s.run_dir, args.progress)?;
+    let policy: Llama<Infer> = merge_lora(policy.valid());
+    let lineage = Lineage {
+        stage: "train dpo".into(),
+        data_hash: data.hash(),
+        data: data.summary.clone(),
+        config: serde_json::json!({"beta": a.beta, "run": run, "lora": lora_config(args), "max_tokens": args.max_tokens,
+            "steps_done": state.step}),
+        metrics: serde_json::to_value(&metrics)?,
+        run_dir: s.run_dir.display().to_string(),
+    };
+    let tok = s.tokenizer;
+    let new = Trained {
+        id: s.name.clone(),
+        kind: "policy".into(),
+        parents: vec![s.base.clone()],
+        num_params: s.config.num_params(),
+        architecture: s.config.architecture.clone(),
+        lineage,
+    };
+    s.reg.add_trained(new, |dir| trainer::io::hf::save_dir(&policy, &tok, dir))?;
+    finish(&s.run_dir, &s.name, "policy", &metrics);
+    Ok(())
+}
