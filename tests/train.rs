@@ -235,7 +235,8 @@ fn the_reward_model_learns_the_rule_and_sft_lowers_held_out_loss_through_the_cli
     assert!(ok, "{err}");
     assert!(out.contains("\"split\":\"all\""), "{out}");
 
-    // PPO against that reward model: LoRA actor and critic on the shared base, stored with its lineage.
+    // PPO against that reward model: actor and critic as LoRA adapters on one shared NF4 base (QLoRA), stored
+    // with its lineage.
     let (ok, out, err) = run(
         &[
             "train",
@@ -244,8 +245,7 @@ fn the_reward_model_learns_the_rule_and_sft_lowers_held_out_loss_through_the_cli
             "rm-good",
             "--name",
             "ppo1",
-            "--lora",
-            "8",
+            "--qlora",
             "--steps",
             "3",
             "--batch",
@@ -265,6 +265,7 @@ fn the_reward_model_learns_the_rule_and_sft_lowers_held_out_loss_through_the_cli
     );
     assert!(ok, "{err}");
     assert!(err.contains("shared with the actor"), "{err}");
+    assert!(err.contains("QLoRA r 8 on an NF4 base shared by actor, critic and reference"), "{err}");
     assert!(err.contains("step 3/3"), "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     for k in ["score", "base_score", "rm_win_rate", "kl", "train_kl"] {

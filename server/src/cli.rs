@@ -73,6 +73,53 @@ pub enum Command {
     /// Evaluate a stored model on the stored data.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// The whole loop on the base policy with a simulated annotator (hidden rule: concise, finished answers):
+    /// candidates → rankings → reward model → PPO and DPO policies, then the rule's win-rate of each against the
+    /// base and the KL on held-out prompts. Resumable: finished stages are skipped.
+    Demo(DemoArgs),
+}
+
+/// Options of `alignbox demo`.
+#[derive(Debug, Args, Clone)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The base policy (default: the default base policy).
+    #[arg(long)]
+    pub base: Option<String>,
+    /// Candidates per prompt.
+    #[arg(long, default_value_t = 4)]
+    pub k: usize,
+    /// Longest answer.
+    #[arg(long, default_value_t = 40)]
+    pub max_new_tokens: usize,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
+    /// LoRA rank of every stage.
+    #[arg(long, default_value_t = 16)]
+    pub lora: usize,
+    /// Reward-model steps (8 ranked prompts each).
+    #[arg(long, default_value_t = 60)]
+    pub rm_steps: usize,
+    /// PPO iterations (8 prompts each).
+    #[arg(long, default_value_t = 20)]
+    pub ppo_steps: usize,
+    /// DPO steps (8 pairs each).
+    #[arg(long, default_value_t = 40)]
+    pub dpo_steps: usize,
+    /// Share of prompts held out (for the reward model's evaluation and the win-rates).
+    #[arg(long, default_value_t = 0.25)]
+    pub eval_fraction: f64,
+    /// Answers per held-out prompt and policy for the win-rate.
+    #[arg(long, default_value_t = 4)]
+    pub eval_samples: usize,
+    /// KL budget per answer (nats); PPO's adaptive controller aims at half of it.
+    #[arg(long, default_value_t = 8.0)]
+    pub kl_budget: f64,
+    /// Seed of the splits and samplers.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 /// `alignbox train …` (the server must be stopped: the store is locked while it runs).
@@ -214,6 +261,10 @@ pub struct TrainArgs {
     /// Train LoRA adapters of this rank on a frozen base instead of every weight (merged when stored).
     #[arg(long)]
     pub lora: Option<usize>,
+    /// QLoRA: keep the frozen base's projections in 4-bit NormalFloat blocks (dequantized per layer on the fly)
+    /// and train LoRA adapters on it (rank --lora, default 8).
+    #[arg(long)]
+    pub qlora: bool,
     /// LoRA alpha (default: 2 × rank).
     #[arg(long)]
     pub lora_alpha: Option<f64>,
@@ -435,6 +486,25 @@ pub enum BenchCommand {
         #[command(flatten)]
         args: BenchArgs,
         /// LoRA r 8, alpha 16 on q and v instead of full fine-tuning.
+        #[arg(long)]
+        lora: bool,
+    },
+    /// Supervised fine-tuning steps: 8 demonstrations × 128 tokens (loss on the 64 answer tokens) on
+    /// tiny-llama-8k, AdamW, clip 1.0 (`--lora` for r 8 on q and v).
+    Sft {
+        #[command(flatten)]
+        args: BenchArgs,
+        /// LoRA r 8, alpha 16 on q and v instead of full fine-tuning.
+        #[arg(long)]
+        lora: bool,
+    },
+    /// One PPO iteration (TRL's formulas): 8 prompts × 64 tokens, 64 new tokens, reference, value and reward
+    /// forwards, GAE, 2 minibatches of update; per-phase times (`--lora`: actor and critic as adapters on one
+    /// shared base).
+    Ppo {
+        #[command(flatten)]
+        args: BenchArgs,
+        /// Actor and critic as LoRA adapters on one frozen base (the reference) instead of four full models.
         #[arg(long)]
         lora: bool,
     },

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         cli::Command::Users(cmd) => commands::users::run(cmd),
         cli::Command::Train(cmd) => commands::train::run(*cmd),
         cli::Command::Eval(cmd) => commands::train::eval(cmd),
+        cli::Command::Demo(args) => commands::demo::run(args),
         cli::Command::Import { file, data } => commands::import::run(&file, &data.data_dir),
         cli::Command::Export { what, out, data } => {
             commands::import::export(&what, out.as_deref(), &data.data_dir)

@@ -13,6 +13,8 @@ pub enum Tuning {
     Full,
     /// Adapters of `rank` on `targets` projections of every layer (the base is frozen).
     Lora { rank: usize, targets: Vec<String> },
+    /// LoRA on a base whose projections are held in NF4 (4 bits per value plus an f32 per 64).
+    QLora { rank: usize, targets: Vec<String> },
 }
 
 /// The run to plan.
@@ -51,7 +53,7 @@ pub struct Estimate {
 pub fn trainable_params(config: &LlamaConfig, tuning: &Tuning) -> usize {
     match tuning {
         Tuning::Full => config.num_params(),
-        Tuning::Lora { rank, targets } => {
+        Tuning::Lora { rank, targets } | Tuning::QLora { rank, targets } => {
             let (d, f) = (config.hidden_size, config.intermediate_size);
             let (q, kv) = (config.num_heads * config.head_dim, config.num_kv_heads * config.head_dim);
             let per_layer: usize = targets
@@ -83,7 +85,15 @@ fn layer_values_per_token(c: &LlamaConfig, seq_len: usize) -> usize {
 pub fn estimate(input: &PlanInput) -> Estimate {
     let c = &input.config;
     let b = input.bytes_per_value;
-    let weights = c.num_params() * b;
+    let weights = match input.tuning {
+        Tuning::QLora { .. } => {
+            let (d, f) = (c.hidden_size, c.intermediate_size);
+            let (q, kv) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
+            let projections = c.num_layers * (d * q + 2 * d * kv + q * d + 3 * d * f);
+            (c.num_params() - projections) * b + projections.div_ceil(64) * (32 + 4)
+        }
+        _ => c.num_params() * b,
+    };
     let trainable = trainable_params(c, &input.tuning);
     let gradients = trainable * b;
     let optimizer = 2 * trainable * b;
@@ -158,6 +168,14 @@ mod tests {
         };
         assert!(deep(true) < deep(false) / 2);
         assert!(estimate(&input(Tuning::Full, 16, false)).activations > full.activations);
+        let q = estimate(&input(
+            Tuning::QLora { rank: 8, targets: vec!["q_proj".into(), "v_proj".into()] },
+            8,
+            false,
+        ));
+        assert_eq!(q.optimizer, adapters.optimizer);
+        // tiny-llama-8k: 4 layers × (4·256² + 3·256·688) = 3 162 112 projection values in NF4.
+        assert_eq!(q.weights, (7_358_720 - 3_162_112) * 4 + 3_162_112 / 64 * 36);
     }
 
     #[test]

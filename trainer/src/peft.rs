@@ -55,6 +55,33 @@ fn placeholder<B: Backend>(lin: &crate::model::linear::Linear<B>) -> crate::mode
     crate::model::linear::Linear::new(lin.weight.val(), None)
 }
 
+/// Keeps every projection of every layer (q, k, v, o, gate, up, down) in NF4 (QLoRA's frozen 4-bit base);
+/// embeddings, norms and the output head stay in f32. Attach adapters with [`add_lora`] afterwards.
+pub fn quantize_projections<B: Backend>(mut model: Llama<B>) -> Llama<B> {
+    for layer in &mut model.layers {
+        let a = &mut layer.self_attn;
+        let m = &mut layer.mlp;
+        for lin in [
+            &mut a.q_proj,
+            &mut a.k_proj,
+            &mut a.v_proj,
+            &mut a.o_proj,
+            &mut m.gate_proj,
+            &mut m.up_proj,
+            &mut m.down_proj,
+        ] {
+            let taken = std::mem::replace(lin, placeholder(lin));
+            *lin = taken.quantized();
+        }
+    }
+    model.no_grad()
+}
+
+/// QLoRA: the base's projections in NF4, frozen, with fresh LoRA adapters.
+pub fn add_qlora<B: Backend>(model: Llama<B>, cfg: &LoraConfig) -> Llama<B> {
+    add_lora(quantize_projections(model), cfg)
+}
+
 /// The same model with its adapters switched off (the frozen base, e.g. PPO's reference policy). Tensors are
 /// shared with `model`, not copied.
 pub fn without_adapters<B: Backend>(model: &Llama<B>) -> Llama<B> {

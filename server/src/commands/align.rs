@@ -9,7 +9,7 @@ use trainer::{
     burn::module::AutodiffModule,
     memory::{estimate, PlanInput},
     model::Llama,
-    peft::{add_lora, merge_lora, without_adapters, LoraConfig},
+    peft::{merge_lora, without_adapters},
     ppo::{
         rollout::{answer_logits, answer_logprobs, host_rows, scores, SeqBatch},
         run::{run as run_ppo, IterationRecord, PpoRunConfig, PpoState},
@@ -28,7 +28,10 @@ use trainer::{
 
 use super::{
     progress::Progress,
-    train::{finish, lora_config, mib, plan, setup, snapshot, train, tuning},
+    train::{
+        adapt, finish, lora_config, mib, plan, prepare_base, rank, setup, snapshot, train, tuning,
+        tuning_name,
+    },
     train_data::{dpo_pairs, prompt_set},
 };
 use crate::cli::{TrainDpoArgs, TrainPpoArgs};
@@ -146,17 +149,15 @@ pub fn ppo(a: TrainPpoArgs) -> anyhow::Result<()> {
         grad_checkpointing: false,
         bytes_per_value: 4,
     });
-    let reference_copy = if args.lora.is_some() { 0 } else { e.weights };
-    let critic = e.gradients + e.optimizer + e.activations + if args.lora.is_some() { 0 } else { e.weights };
+    let adapters = rank(args).is_some();
+    let reference_copy = if adapters { 0 } else { e.weights };
+    let critic = e.gradients + e.optimizer + e.activations + if adapters { 0 } else { e.weights };
     let total = e.total + critic + reference_copy + reward.trunk.config.num_params() * 4;
     eprintln!(
         "memory estimate (PPO, {} prompts per iteration in {} minibatches, {seq_len} tokens, {}): actor {}, critic {}, reference {}, reward model {}, total {}",
         args.batch,
         a.minibatches,
-        match args.lora {
-            Some(r) => format!("LoRA r {r} on one shared base"),
-            None => "full fine-tuning".into(),
-        },
+        if adapters { format!("{} shared by actor, critic and reference", tuning_name(args)) } else { tuning_name(args) },
         mib(e.total),
         mib(critic),
         if reference_copy == 0 { "shared with the actor".into() } else { mib(reference_copy) },
@@ -166,11 +167,12 @@ pub fn ppo(a: TrainPpoArgs) -> anyhow::Result<()> {
 
     let base = trainer::model::weights::from_tensors::<Train>(&s.config, s.tensors, &device)?;
     let (model, reference) = match lora_config(args) {
-        Some(l) => {
-            let critic_lora = LoraConfig { seed: l.seed.wrapping_add(1), ..l.clone() };
-            let actor = add_lora(base.clone(), &l);
-            let critic =
-                RewardModel::new(add_lora(base, &critic_lora), vec![0.0; s.config.hidden_size], &device);
+        Some(_) => {
+            // One frozen base (NF4 with --qlora); the actor and the critic each get their own adapter on it.
+            let base = prepare_base(base, args);
+            let actor = adapt(base.clone(), args, args.seed);
+            let critic_trunk = adapt(base, args, args.seed.wrapping_add(1));
+            let critic = RewardModel::new(critic_trunk, vec![0.0; s.config.hidden_size], &device);
             (ActorCritic { actor, critic }, None)
         }
         None => {
@@ -301,10 +303,7 @@ pub fn dpo(a: TrainDpoArgs) -> anyhow::Result<()> {
     let train_items = with_reference(&reference, data.train.clone(), pad, run.micro_batch.max(1));
     let eval_items = with_reference(&reference, data.eval.clone(), pad, run.micro_batch.max(1));
     drop(reference);
-    let policy = match lora_config(args) {
-        Some(l) => add_lora(base, &l),
-        None => base,
-    };
+    let policy = adapt(prepare_base(base, args), args, args.seed);
     let task = DpoTask { beta: a.beta, pad_id: pad, eval: eval_items, eval_chunk: 8 };
     let cfg = trainer::sft::SftConfig {
         lr: run.lr,

@@ -1,7 +1,7 @@
 //! `alignbox bench …`: the workloads of ../shared/WORKLOAD.md.
 
 use trainer::{
-    backend::{default_device, Infer},
+    backend::{default_device, Infer, Train},
     bench::{self, GenWorkload},
     model::{init, Llama},
     registry::Registry,
@@ -28,6 +28,18 @@ fn model(args: &BenchArgs) -> anyhow::Result<Llama<Infer>> {
     Ok(reg.load(&args.model)?.into_model::<Infer>(&device, &path)?.0)
 }
 
+/// The benchmark's model on the training backend.
+fn train_model(args: &BenchArgs) -> anyhow::Result<Llama<Train>> {
+    let device = default_device();
+    if args.model == "tiny-llama-8k" {
+        return Ok(init::random::<Train>(&init::tiny_llama_8k(), 0.02, 0, &device));
+    }
+    let reg = Registry::new(&args.data.data_dir);
+    let v = reg.get(&args.model)?;
+    let path = reg.model_path(&v);
+    Ok(reg.load(&args.model)?.into_model::<Train>(&device, &path)?.0)
+}
+
 /// Runs a benchmark and prints its JSON lines.
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
@@ -36,6 +48,25 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             let threads = set_threads(args.threads);
             anyhow::ensure!(args.model == "tiny-llama-8k", "bench rm runs on tiny-llama-8k only for now");
             let r = bench::rm(lora, threads, args.warmup.unwrap_or(3), args.iters.unwrap_or(20));
+            println!("{}", serde_json::to_string(&r)?);
+        }
+        BenchCommand::Sft { args, lora } => {
+            let threads = set_threads(args.threads);
+            anyhow::ensure!(args.model == "tiny-llama-8k", "bench sft runs on tiny-llama-8k only for now");
+            let r = bench::sft::sft(lora, threads, args.warmup.unwrap_or(3), args.iters.unwrap_or(20));
+            println!("{}", serde_json::to_string(&r)?);
+        }
+        BenchCommand::Ppo { args, lora } => {
+            let threads = set_threads(args.threads);
+            let policy = train_model(&args)?;
+            let r = bench::ppo::ppo(
+                policy,
+                &args.model,
+                lora,
+                threads,
+                args.warmup.unwrap_or(2),
+                args.iters.unwrap_or(8),
+            );
             println!("{}", serde_json::to_string(&r)?);
         }
         BenchCommand::Gen(args) => {

@@ -3,6 +3,7 @@
 pub mod align;
 pub mod bench;
 pub mod bench_http;
+pub mod demo;
 pub mod generate;
 pub mod import;
 pub mod models;

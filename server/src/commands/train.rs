@@ -10,7 +10,7 @@ use trainer::{
     backend::{default_device, Infer, Train},
     memory::{estimate, pick_micro_batch, PlanInput, Tuning},
     model::{Llama, LlamaConfig},
-    peft::{add_lora, merge_lora, LoraConfig},
+    peft::{add_lora, merge_lora, quantize_projections, LoraConfig},
     registry::{Lineage, Registry, Trained},
     rl::losses::TieModel,
     rm::RewardModel,
@@ -92,7 +92,7 @@ pub(super) fn setup(args: &TrainArgs, stage: &str, default_lr: f64) -> anyhow::R
         steps: args.steps,
         batch: args.batch,
         micro_batch: args.batch,
-        lr: args.lr.unwrap_or(if args.lora.is_some() { 1e-4 } else { default_lr }),
+        lr: args.lr.unwrap_or(if rank(args).is_some() { 1e-4 } else { default_lr }),
         warmup_steps: args.warmup.unwrap_or(args.steps / 10),
         decay: match args.decay {
             DecayArg::Cosine => Decay::Cosine,
@@ -119,8 +119,46 @@ pub(super) fn setup(args: &TrainArgs, stage: &str, default_lr: f64) -> anyhow::R
     })
 }
 
+/// The adapter rank: --lora, or 8 with --qlora alone.
+pub(super) fn rank(args: &TrainArgs) -> Option<usize> {
+    args.lora.or(args.qlora.then_some(8))
+}
+
+/// The frozen base as the run holds it: projections in NF4 with --qlora (shared by every adapter put on it).
+pub(super) fn prepare_base<B: trainer::burn::tensor::backend::Backend>(
+    model: Llama<B>,
+    args: &TrainArgs,
+) -> Llama<B> {
+    if args.qlora {
+        quantize_projections(model)
+    } else {
+        model
+    }
+}
+
+/// `base` with a fresh adapter (seeded `seed`) when the run trains adapters, else `base` itself.
+pub(super) fn adapt<B: trainer::burn::tensor::backend::Backend>(
+    base: Llama<B>,
+    args: &TrainArgs,
+    seed: u64,
+) -> Llama<B> {
+    match lora_config(args) {
+        Some(l) => add_lora(base, &LoraConfig { seed, ..l }),
+        None => base,
+    }
+}
+
+/// A short description of the tuning for the logs.
+pub(super) fn tuning_name(args: &TrainArgs) -> String {
+    match (rank(args), args.qlora) {
+        (Some(r), true) => format!("QLoRA r {r} on an NF4 base"),
+        (Some(r), false) => format!("LoRA r {r}"),
+        (None, _) => "full fine-tuning".into(),
+    }
+}
+
 pub(super) fn lora_config(args: &TrainArgs) -> Option<LoraConfig> {
-    args.lora.map(|rank| LoraConfig {
+    rank(args).map(|rank| LoraConfig {
         rank,
         alpha: args.lora_alpha.unwrap_or(2.0 * rank as f64),
         targets: args.lora_targets.clone(),
@@ -129,9 +167,10 @@ pub(super) fn lora_config(args: &TrainArgs) -> Option<LoraConfig> {
 }
 
 pub(super) fn tuning(args: &TrainArgs) -> Tuning {
-    match args.lora {
-        Some(rank) => Tuning::Lora { rank, targets: args.lora_targets.clone() },
-        None => Tuning::Full,
+    match (rank(args), args.qlora) {
+        (Some(rank), true) => Tuning::QLora { rank, targets: args.lora_targets.clone() },
+        (Some(rank), false) => Tuning::Lora { rank, targets: args.lora_targets.clone() },
+        (None, _) => Tuning::Full,
     }
 }
 
@@ -191,10 +230,7 @@ pub(super) fn plan(
         "memory estimate (micro-batch {} × {} sequences × {seq_len} tokens, {}): weights {}, gradients {}, optimizer {}, activations {}, total {}{}",
         run.micro_batch,
         seqs_per_item,
-        match args.lora {
-            Some(r) => format!("LoRA r {r}"),
-            None => "full fine-tuning".into(),
-        },
+        tuning_name(args),
         mib(e.weights),
         mib(e.gradients),
         mib(e.optimizer),
@@ -323,10 +359,7 @@ fn train_rm(a: TrainRmArgs) -> anyhow::Result<()> {
     plan(args, &s.config, &mut run, seq_len, k)?;
 
     let trunk = trainer::model::weights::from_tensors::<Train>(&s.config, s.tensors, &device)?;
-    let trunk = match lora_config(args) {
-        Some(l) => add_lora(trunk, &l),
-        None => trunk,
-    };
+    let trunk = adapt(prepare_base(trunk, args), args, args.seed);
     let mut rng = Rng::new(args.seed ^ 0x5c0e);
     let head = (0..s.config.hidden_size).map(|_| (rng.normal() * 0.02) as f32).collect();
     let model = RewardModel::new(trunk, head, &device);
@@ -421,10 +454,7 @@ fn train_policy(args: TrainArgs, stage: Stage) -> anyhow::Result<()> {
     let mut run = s.run.clone();
     plan(&args, &s.config, &mut run, seq_len, 1)?;
     let model = trainer::model::weights::from_tensors::<Train>(&s.config, s.tensors, &device)?;
-    let model: Llama<Train> = match lora_config(&args) {
-        Some(l) => add_lora(model, &l),
-        None => model,
-    };
+    let model: Llama<Train> = adapt(prepare_base(model, &args), &args, args.seed);
     let cfg = SftConfig {
         lr: run.lr,
         weight_decay: args.weight_decay,

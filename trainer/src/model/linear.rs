@@ -1,6 +1,7 @@
 //! The one linear layer every projection of the model uses, so that adapters wrap all of them from here: a frozen
 //! base weight plus an optional LoRA adapter (`x·W + s·(x·A)·B`, with `s = alpha / rank`).
 
+use super::quant::Nf4Weight;
 use burn::{
     module::{Module, Param},
     tensor::{backend::Backend, module::linear, Tensor},
@@ -20,19 +21,26 @@ pub struct Lora<B: Backend> {
 /// `y = x · W + b` (+ the adapter) with `W` stored as `[d_in, d_out]` (burn's layout; HF stores the transpose).
 #[derive(Module, Debug)]
 pub struct Linear<B: Backend> {
-    /// `[d_in, d_out]`.
+    /// `[d_in, d_out]`; a `[1, 1]` placeholder when the weight is held in NF4 (`nf4`).
     pub weight: Param<Tensor<B, 2>>,
     /// `[d_out]`, when the layer has a bias.
     pub bias: Option<Param<Tensor<B, 1>>>,
     /// The LoRA adapter, when one is attached.
     pub lora: Option<Lora<B>>,
+    /// The frozen weight in 4-bit NormalFloat (QLoRA), dequantized at every forward.
+    pub nf4: Option<Nf4Weight<B>>,
 }
 
 impl<B: Backend> Linear<B> {
     /// Builds the layer from a weight `[d_in, d_out]` and an optional bias `[d_out]`. The weight must be
     /// contiguous: a transposed view would be copied on every forward by the CPU backend.
     pub fn new(weight_in_out: Tensor<B, 2>, bias: Option<Tensor<B, 1>>) -> Self {
-        Self { weight: Param::from_tensor(weight_in_out), bias: bias.map(Param::from_tensor), lora: None }
+        Self {
+            weight: Param::from_tensor(weight_in_out),
+            bias: bias.map(Param::from_tensor),
+            lora: None,
+            nf4: None,
+        }
     }
 
     /// Attaches a fresh adapter of `rank` (A ~ normal(0, 1/rank) from `rng`, B = 0) and freezes the base
@@ -51,38 +59,65 @@ impl<B: Backend> Linear<B> {
                 b: Param::from_tensor(b),
                 scale: alpha / rank as f64,
             }),
+            nf4: self.nf4,
+        }
+    }
+
+    /// Moves the (frozen) weight into NF4 blocks: about 4.5 bits per value; the forward dequantizes it.
+    pub fn quantized(self) -> Self {
+        if self.nf4.is_some() {
+            return self;
+        }
+        let device = self.weight.device();
+        let nf4 = Nf4Weight::from_tensor(self.weight.val());
+        Self {
+            weight: Param::from_tensor(Tensor::zeros([1, 1], &device)).set_require_grad(false),
+            bias: self.bias.map(|b| b.set_require_grad(false)),
+            lora: self.lora,
+            nf4: Some(nf4),
+        }
+    }
+
+    /// The base weight `[d_in, d_out]` (dequantized when held in NF4).
+    pub fn base_weight(&self) -> Tensor<B, 2> {
+        match &self.nf4 {
+            Some(q) => q.dequantize(),
+            None => self.weight.val(),
         }
     }
 
     /// Folds the adapter into the weight (`W + scale·A·B`) and drops it: what an HF export needs.
     pub fn merged(self) -> Self {
         match self.lora {
-            None => self,
-            Some(l) => {
-                let delta = l.a.val().matmul(l.b.val()).mul_scalar(l.scale);
-                Self { weight: Param::from_tensor(self.weight.val().add(delta)), bias: self.bias, lora: None }
+            None if self.nf4.is_none() => self,
+            _ => {
+                let mut w = self.base_weight();
+                if let Some(l) = self.lora {
+                    w = w.add(l.a.val().matmul(l.b.val()).mul_scalar(l.scale));
+                }
+                Self { weight: Param::from_tensor(w), bias: self.bias, lora: None, nf4: None }
             }
         }
     }
 
     /// The weight in HF layout `[d_out, d_in]`.
     pub fn hf_weight(&self) -> Tensor<B, 2> {
-        self.weight.val().transpose()
+        self.base_weight().transpose()
     }
 
     /// Input width.
     pub fn d_in(&self) -> usize {
-        self.weight.dims()[0]
+        self.nf4.as_ref().map_or(self.weight.dims()[0], |q| q.shape[0])
     }
 
     /// Output width.
     pub fn d_out(&self) -> usize {
-        self.weight.dims()[1]
+        self.nf4.as_ref().map_or(self.weight.dims()[1], |q| q.shape[1])
     }
 
     /// `[..., d_in]` → `[..., d_out]`.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let base = linear(x.clone(), self.weight.val(), self.bias.as_ref().map(|b| b.val()));
+        let base = linear(x.clone(), self.base_weight(), self.bias.as_ref().map(|b| b.val()));
         match &self.lora {
             None => base,
             Some(l) => base.add(linear(linear(x, l.a.val(), None), l.b.val(), None).mul_scalar(l.scale)),

@@ -2,7 +2,10 @@
 //! stay stable across versions (`bench`, `model`, `threads`, `median_s`, `min_s`, `max_s`, `peak_rss_mb`, and the
 //! workload's throughput key).
 
-use std::time::Instant;
+pub mod ppo;
+pub mod sft;
+
+use std::{collections::BTreeMap, time::Instant};
 
 use burn::tensor::backend::Backend;
 use serde::Serialize;
@@ -39,6 +42,18 @@ pub struct BenchResult {
     /// Throughput: tokens per second (training workloads).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens_per_s: Option<f64>,
+    /// Throughput: demonstrations per second (sft).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub examples_per_s: Option<f64>,
+    /// Throughput: prompts per second of whole iterations (ppo).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub episodes_per_s: Option<f64>,
+    /// Median seconds per phase (ppo).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phases_s: Option<BTreeMap<String, f64>>,
+    /// Workload variant (`full`, `lora`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     /// Which implementation ran (`alignbox`).
     #[serde(rename = "impl")]
     pub implementation: String,
@@ -138,6 +153,10 @@ pub fn gen<B: Backend>(
             new_tokens_per_s: Some((w.batch * new_tokens) as f64 / median),
             pairs_per_s: None,
             tokens_per_s: None,
+            examples_per_s: None,
+            episodes_per_s: None,
+            phases_s: None,
+            variant: None,
             implementation: "alignbox".into(),
             backend: crate::backend::name().into(),
             batch: w.batch,
@@ -202,6 +221,10 @@ pub fn rm(lora: bool, threads: usize, warmup: usize, iters: usize) -> BenchResul
         new_tokens_per_s: None,
         pairs_per_s: Some(8.0 / median),
         tokens_per_s: Some(16.0 * 128.0 / median),
+        examples_per_s: None,
+        episodes_per_s: None,
+        phases_s: None,
+        variant: Some(if lora { "lora" } else { "full" }.into()),
         implementation: "alignbox".into(),
         backend: crate::backend::name().into(),
         batch: 16,

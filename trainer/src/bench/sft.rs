@@ -1,0 +1,63 @@
+//! The `sft` workload (alignbox's addition to ../shared/WORKLOAD.md, shaped like `rm`): supervised fine-tuning
+//! steps on tiny-llama-8k, 8 demonstrations of 128 tokens (prompt 64 + answer 64, loss on the 64 answer tokens)
+//! per step, AdamW lr 1e-5, eps 1e-8, no weight decay, gradient-norm clip 1.0, f32. `lora`: r 8, alpha 16 on q and
+//! v. 3 warm-up steps, then `iters` timed steps, each on a fresh seeded batch.
+
+use std::time::Instant;
+
+use super::{peak_rss_mb, stats, BenchResult};
+use crate::{
+    backend::Train,
+    model::init,
+    peft::{add_lora, LoraConfig},
+    rng::Rng,
+    sft::{optimizer, train_step, Example, SftConfig},
+};
+
+/// Runs the workload.
+pub fn sft(lora: bool, threads: usize, warmup: usize, iters: usize) -> BenchResult {
+    let device = crate::backend::default_device();
+    let config = init::tiny_llama_8k();
+    let mut model = init::random::<Train>(&config, 0.02, 0, &device);
+    if lora {
+        model = add_lora(model, &LoraConfig::default());
+    }
+    let cfg = SftConfig { lr: 1e-5, ..SftConfig::default() };
+    let mut optim = optimizer(&cfg);
+    let mut rng = Rng::new(1);
+    let seq = |rng: &mut Rng, n: usize| (0..n).map(|_| rng.range(3, 8192) as u32).collect::<Vec<u32>>();
+    let mut times = Vec::new();
+    for i in 0..warmup + iters.max(1) {
+        let batch: Vec<Example> =
+            (0..8).map(|_| Example { prompt: seq(&mut rng, 64), answer: seq(&mut rng, 64) }).collect();
+        let t = Instant::now();
+        let (m, loss) = train_step(model, &mut optim, &batch, &cfg);
+        model = m;
+        assert!(loss.is_finite());
+        if i >= warmup {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let (median, min, max) = stats(times);
+    BenchResult {
+        bench: if lora { "sft_lora".into() } else { "sft".into() },
+        model: "tiny-llama-8k".into(),
+        threads,
+        median_s: median,
+        min_s: min,
+        max_s: max,
+        peak_rss_mb: peak_rss_mb(),
+        new_tokens_per_s: None,
+        pairs_per_s: None,
+        tokens_per_s: Some(8.0 * 128.0 / median),
+        examples_per_s: Some(8.0 / median),
+        episodes_per_s: None,
+        phases_s: None,
+        variant: Some(if lora { "lora" } else { "full" }.into()),
+        implementation: "alignbox".into(),
+        backend: crate::backend::name().into(),
+        batch: 8,
+        prompt_len: 64,
+        new_tokens: 0,
+    }
+}
