@@ -354,4 +354,34 @@ fn the_reward_model_learns_the_rule_and_sft_lowers_held_out_loss_through_the_cli
     assert!(ok, "the SFT policy is a loadable version: {err}");
     let g: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert!(!g["tokens"].as_array().unwrap().is_empty(), "{out}");
+
+    // P-Tuning v2 through the CLI: only prefixes train; the stored version keeps them beside the HF weights and
+    // loads with them.
+    let (ok, _, err) = run(
+        &[
+            "train",
+            "sft",
+            "--name",
+            "sft-prefix",
+            "--prefix",
+            "4",
+            "--steps",
+            "4",
+            "--batch",
+            "8",
+            "--max-tokens",
+            "64",
+            "--progress",
+            "quiet",
+        ],
+        data.path(),
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("P-Tuning v2 prefix 4"), "{err}");
+    assert!(data.path().join("models/sft-prefix/alignbox-prefix.safetensors").exists());
+    let (ok, _, err) = run(
+        &["generate", "--model", "sft-prefix", "--greedy", "--max-new-tokens", "4", "--prompt", "hi"],
+        data.path(),
+    );
+    assert!(ok, "{err}");
 }

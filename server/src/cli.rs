@@ -265,6 +265,10 @@ pub struct TrainArgs {
     /// and train LoRA adapters on it (rank --lora, default 8).
     #[arg(long)]
     pub qlora: bool,
+    /// P-Tuning v2: train this many prefix keys and values per layer on the frozen base (alone, or together
+    /// with --lora). Stored versions keep them in alignbox-prefix.safetensors beside the HF weights.
+    #[arg(long)]
+    pub prefix: Option<usize>,
     /// LoRA alpha (default: 2 × rank).
     #[arg(long)]
     pub lora_alpha: Option<f64>,

@@ -15,6 +15,8 @@ pub enum Tuning {
     Lora { rank: usize, targets: Vec<String> },
     /// LoRA on a base whose projections are held in NF4 (4 bits per value plus an f32 per 64).
     QLora { rank: usize, targets: Vec<String> },
+    /// P-Tuning v2: `n` trainable prefix keys and values per layer (the base is frozen).
+    Prefix { n: usize },
 }
 
 /// The run to plan.
@@ -68,6 +70,7 @@ pub fn trainable_params(config: &LlamaConfig, tuning: &Tuning) -> usize {
                 .sum();
             per_layer * config.num_layers
         }
+        Tuning::Prefix { n } => config.num_layers * 2 * config.num_kv_heads * n * config.head_dim,
     }
 }
 

@@ -55,6 +55,28 @@ fn placeholder<B: Backend>(lin: &crate::model::linear::Linear<B>) -> crate::mode
     crate::model::linear::Linear::new(lin.weight.val(), None)
 }
 
+/// P-Tuning v2: freezes every parameter of `model` and gives each layer `n` trainable prefix keys and values
+/// (normal(0, 0.02) from `seed`) that every query attends to.
+pub fn add_prefix<B: Backend>(model: Llama<B>, n: usize, seed: u64) -> Llama<B> {
+    assert!(n > 0, "a prefix needs at least one position");
+    let mut model = model.no_grad();
+    let mut rng = Rng::new(seed);
+    for layer in &mut model.layers {
+        let a = &mut layer.self_attn;
+        let device = a.q_proj.weight.device();
+        let shape = [a.num_kv_heads, n, a.head_dim];
+        let mut t = || {
+            let v: Vec<f32> = (0..shape.iter().product()).map(|_| (rng.normal() * 0.02) as f32).collect();
+            burn::module::Param::from_tensor(burn::tensor::Tensor::from_data(
+                burn::tensor::TensorData::new(v, shape),
+                &device,
+            ))
+        };
+        a.prefix = Some(crate::model::attention::Prefix { key: t(), value: t() });
+    }
+    model
+}
+
 /// Keeps every projection of every layer (q, k, v, o, gate, up, down) in NF4 (QLoRA's frozen 4-bit base);
 /// embeddings, norms and the output head stay in f32. Attach adapters with [`add_lora`] afterwards.
 pub fn quantize_projections<B: Backend>(mut model: Llama<B>) -> Llama<B> {
@@ -87,6 +109,7 @@ pub fn add_qlora<B: Backend>(model: Llama<B>, cfg: &LoraConfig) -> Llama<B> {
 pub fn without_adapters<B: Backend>(model: &Llama<B>) -> Llama<B> {
     let mut base = model.clone();
     for layer in &mut base.layers {
+        layer.self_attn.prefix = None;
         let a = &mut layer.self_attn;
         let m = &mut layer.mlp;
         for lin in [
@@ -109,13 +132,14 @@ pub fn has_adapters<B: Backend>(model: &Llama<B>) -> bool {
     model.layers.iter().any(|l| {
         let a = &l.self_attn;
         let m = &l.mlp;
-        [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &m.gate_proj, &m.up_proj, &m.down_proj]
-            .iter()
-            .any(|lin| lin.lora.is_some())
+        a.prefix.is_some()
+            || [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &m.gate_proj, &m.up_proj, &m.down_proj]
+                .iter()
+                .any(|lin| lin.lora.is_some())
     })
 }
 
-/// Folds every adapter into its weight (for export; the result has no adapters).
+/// Folds every LoRA adapter into its weight (for export). P-Tuning v2 prefixes cannot be folded and stay.
 pub fn merge_lora<B: Backend>(mut model: Llama<B>) -> Llama<B> {
     for layer in &mut model.layers {
         let a = &mut layer.self_attn;

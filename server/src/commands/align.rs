@@ -29,7 +29,7 @@ use trainer::{
 use super::{
     progress::Progress,
     train::{
-        adapt, finish, lora_config, mib, plan, prepare_base, rank, setup, snapshot, train, tuning,
+        adapt, adapters, finish, lora_config, mib, plan, prepare_base, setup, snapshot, train, tuning,
         tuning_name,
     },
     train_data::{dpo_pairs, prompt_set},
@@ -149,7 +149,7 @@ pub fn ppo(a: TrainPpoArgs) -> anyhow::Result<()> {
         grad_checkpointing: false,
         bytes_per_value: 4,
     });
-    let adapters = rank(args).is_some();
+    let adapters = adapters(args);
     let reference_copy = if adapters { 0 } else { e.weights };
     let critic = e.gradients + e.optimizer + e.activations + if adapters { 0 } else { e.weights };
     let total = e.total + critic + reference_copy + reward.trunk.config.num_params() * 4;
@@ -166,8 +166,8 @@ pub fn ppo(a: TrainPpoArgs) -> anyhow::Result<()> {
     );
 
     let base = trainer::model::weights::from_tensors::<Train>(&s.config, s.tensors, &device)?;
-    let (model, reference) = match lora_config(args) {
-        Some(_) => {
+    let (model, reference) = match adapters {
+        true => {
             // One frozen base (NF4 with --qlora); the actor and the critic each get their own adapter on it.
             let base = prepare_base(base, args);
             let actor = adapt(base.clone(), args, args.seed);
@@ -175,7 +175,7 @@ pub fn ppo(a: TrainPpoArgs) -> anyhow::Result<()> {
             let critic = RewardModel::new(critic_trunk, vec![0.0; s.config.hidden_size], &device);
             (ActorCritic { actor, critic }, None)
         }
-        None => {
+        false => {
             let reference = base.valid();
             let (critic, _) = s.reg.load_reward_model::<Train>(&a.reward, &device)?;
             (ActorCritic { actor: base, critic }, Some(reference))

@@ -10,7 +10,7 @@ use trainer::{
     backend::{default_device, Infer, Train},
     memory::{estimate, pick_micro_batch, PlanInput, Tuning},
     model::{Llama, LlamaConfig},
-    peft::{add_lora, merge_lora, quantize_projections, LoraConfig},
+    peft::{add_lora, add_prefix, merge_lora, quantize_projections, LoraConfig},
     registry::{Lineage, Registry, Trained},
     rl::losses::TieModel,
     rm::RewardModel,
@@ -92,7 +92,7 @@ pub(super) fn setup(args: &TrainArgs, stage: &str, default_lr: f64) -> anyhow::R
         steps: args.steps,
         batch: args.batch,
         micro_batch: args.batch,
-        lr: args.lr.unwrap_or(if rank(args).is_some() { 1e-4 } else { default_lr }),
+        lr: args.lr.unwrap_or(if adapters(args) { 1e-4 } else { default_lr }),
         warmup_steps: args.warmup.unwrap_or(args.steps / 10),
         decay: match args.decay {
             DecayArg::Cosine => Decay::Cosine,
@@ -142,18 +142,33 @@ pub(super) fn adapt<B: trainer::burn::tensor::backend::Backend>(
     args: &TrainArgs,
     seed: u64,
 ) -> Llama<B> {
-    match lora_config(args) {
+    let model = match lora_config(args) {
         Some(l) => add_lora(base, &LoraConfig { seed, ..l }),
         None => base,
+    };
+    match args.prefix {
+        Some(n) => add_prefix(model, n, seed ^ 0x9f),
+        None => model,
     }
+}
+
+/// Whether the run trains adapters (LoRA, QLoRA or prefixes) on a frozen base.
+pub(super) fn adapters(args: &TrainArgs) -> bool {
+    rank(args).is_some() || args.prefix.is_some()
 }
 
 /// A short description of the tuning for the logs.
 pub(super) fn tuning_name(args: &TrainArgs) -> String {
-    match (rank(args), args.qlora) {
-        (Some(r), true) => format!("QLoRA r {r} on an NF4 base"),
-        (Some(r), false) => format!("LoRA r {r}"),
-        (None, _) => "full fine-tuning".into(),
+    let lora = match (rank(args), args.qlora) {
+        (Some(r), true) => Some(format!("QLoRA r {r} on an NF4 base")),
+        (Some(r), false) => Some(format!("LoRA r {r}")),
+        (None, _) => None,
+    };
+    match (lora, args.prefix) {
+        (Some(l), Some(n)) => format!("{l} + P-Tuning v2 prefix {n}"),
+        (Some(l), None) => l,
+        (None, Some(n)) => format!("P-Tuning v2 prefix {n}"),
+        (None, None) => "full fine-tuning".into(),
     }
 }
 
@@ -167,10 +182,11 @@ pub(super) fn lora_config(args: &TrainArgs) -> Option<LoraConfig> {
 }
 
 pub(super) fn tuning(args: &TrainArgs) -> Tuning {
-    match (rank(args), args.qlora) {
-        (Some(rank), true) => Tuning::QLora { rank, targets: args.lora_targets.clone() },
-        (Some(rank), false) => Tuning::Lora { rank, targets: args.lora_targets.clone() },
-        (None, _) => Tuning::Full,
+    match (rank(args), args.qlora, args.prefix) {
+        (Some(rank), true, _) => Tuning::QLora { rank, targets: args.lora_targets.clone() },
+        (Some(rank), false, _) => Tuning::Lora { rank, targets: args.lora_targets.clone() },
+        (None, _, Some(n)) => Tuning::Prefix { n },
+        (None, _, None) => Tuning::Full,
     }
 }
 

@@ -11,6 +11,9 @@ use crate::{
     tokenizer::TextTokenizer,
 };
 
+/// The file that holds P-Tuning v2 prefixes next to `model.safetensors`.
+pub const PREFIX_FILE: &str = "alignbox-prefix.safetensors";
+
 /// Reads an HF directory.
 pub fn load_dir(dir: &Path) -> Result<LoadedModel, LoadError> {
     let config_path = dir.join("config.json");
@@ -41,6 +44,13 @@ pub fn load_dir(dir: &Path) -> Result<LoadedModel, LoadError> {
     } else {
         safetensors::read(&dir.join("model.safetensors"))?
     };
+
+    // P-Tuning v2 prefixes live beside the HF weights (transformers does not know them).
+    let prefix_path = dir.join(PREFIX_FILE);
+    let mut tensors = tensors;
+    if prefix_path.exists() {
+        tensors.extend(safetensors::read(&prefix_path)?);
+    }
 
     let tok_config_path = dir.join("tokenizer_config.json");
     let tok_config =
@@ -93,7 +103,12 @@ pub fn save_dir<B: Backend>(
     std::fs::create_dir_all(dir).map_err(|error| LoadError::Io { path: dir.display().to_string(), error })?;
     let config = &model.config;
     write_file(&dir.join("config.json"), &pretty(&config.to_hf_json()))?;
-    safetensors::write(&dir.join("model.safetensors"), &weights::to_tensors(model))?;
+    let (prefix, tensors): (weights::TensorMap, weights::TensorMap) =
+        weights::to_tensors(model).into_iter().partition(|(k, _)| weights::is_prefix(k));
+    safetensors::write(&dir.join("model.safetensors"), &tensors)?;
+    if !prefix.is_empty() {
+        safetensors::write(&dir.join(PREFIX_FILE), &prefix)?;
+    }
     write_file(&dir.join("tokenizer.json"), tokenizer.json.as_bytes())?;
     write_file(
         &dir.join("tokenizer_config.json"),

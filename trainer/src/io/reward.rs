@@ -42,6 +42,7 @@ pub fn save_dir<B: Backend>(
         .map_err(|error| LoadError::Io { path: config_path.display().to_string(), error })?;
     let mut tensors = weights::to_tensors(&model.trunk);
     tensors.remove("lm_head.weight");
+    tensors.retain(|k, _| !weights::is_prefix(k)); // hf::save_dir put them in their own file
     let d = model.trunk.config.hidden_size;
     let head = model.score.weight.val().into_data().convert::<f32>().to_vec::<f32>().expect("f32");
     tensors.insert("score.weight".into(), weights::HostTensor::new(vec![1, d], head));
@@ -84,6 +85,10 @@ pub fn load_dir<B: Backend>(
     let config = LlamaConfig::from_json(&raw.to_string())
         .map_err(|error| LoadError::Config { path: config_path.display().to_string(), error })?;
     let mut tensors = safetensors::read(&dir.join("model.safetensors"))?;
+    let prefix_path = dir.join(hf::PREFIX_FILE);
+    if prefix_path.exists() {
+        tensors.extend(safetensors::read(&prefix_path)?);
+    }
     let st_path = dir.join("model.safetensors").display().to_string();
     let head = tensors.remove("score.weight").ok_or_else(|| LoadError::Weights {
         path: st_path.clone(),

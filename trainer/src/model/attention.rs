@@ -1,9 +1,18 @@
 //! Grouped-query self-attention with rotary positions and an optional KV cache.
 
 use burn::{
-    module::Module,
-    tensor::{activation::softmax, backend::Backend, Bool, Tensor},
+    module::{Module, Param},
+    tensor::{activation::softmax, backend::Backend, Bool, Tensor, TensorData},
 };
+
+/// P-Tuning v2: trainable keys and values that every query of the layer attends to before the sequence.
+#[derive(Module, Debug)]
+pub struct Prefix<B: Backend> {
+    /// `[kv_heads, n, head_dim]`.
+    pub key: Param<Tensor<B, 3>>,
+    /// `[kv_heads, n, head_dim]`.
+    pub value: Param<Tensor<B, 3>>,
+}
 
 use super::{linear::Linear, rope};
 
@@ -24,6 +33,8 @@ pub struct Attention<B: Backend> {
     pub num_kv_heads: usize,
     /// Width of a head.
     pub head_dim: usize,
+    /// P-Tuning v2 prefix, when one is attached.
+    pub prefix: Option<Prefix<B>>,
 }
 
 /// Per-forward inputs shared by every layer.
@@ -57,20 +68,33 @@ impl<B: Backend> Attention<B> {
             Some((cache, layer)) => cache.append(layer, k, v),
             None => (k, v),
         };
+        // A prefix goes in front of the keys and values (never into the cache) and is visible to every query.
+        let (k, v, mask) = match &self.prefix {
+            None => (k, v, inputs.mask.clone()),
+            Some(p) => {
+                let n = p.key.dims()[1];
+                let pk = p.key.val().unsqueeze_dim::<4>(0).expand([b, kvh, n, d]);
+                let pv = p.value.val().unsqueeze_dim::<4>(0).expand([b, kvh, n, d]);
+                let seen = Tensor::<B, 4, Bool>::from_data(
+                    TensorData::new(vec![false; b * s * n], [b, 1, s, n]),
+                    &k.device(),
+                );
+                (
+                    Tensor::cat(vec![pk, k], 2),
+                    Tensor::cat(vec![pv, v], 2),
+                    Tensor::cat(vec![seen, inputs.mask.clone()], 3),
+                )
+            }
+        };
         let t = k.dims()[2];
         // GQA without copying keys/values: query head i reads kv head i / n_rep, so the n_rep query heads of a
         // group are stacked along the sequence axis: [b, h, s, d] → [b, kvh, n_rep·s, d].
         let q = q.swap_dims(1, 2).reshape([b, kvh, n_rep * s, d]);
         let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (d as f64).sqrt()); // [b, kvh, n_rep·s, t]
         let mask = if n_rep == 1 {
-            inputs.mask.clone()
+            mask
         } else {
-            inputs.mask.clone().unsqueeze_dim::<5>(2).expand([b, 1, n_rep, s, t]).reshape([
-                b,
-                1,
-                n_rep * s,
-                t,
-            ])
+            mask.unsqueeze_dim::<5>(2).expand([b, 1, n_rep, s, t]).reshape([b, 1, n_rep * s, t])
         };
         let scores = scores.mask_fill(mask.expand([b, kvh, n_rep * s, t]), -1.0e30);
         let probs = softmax(scores, 3);

@@ -115,12 +115,18 @@ impl<B: Backend> Linear<B> {
         self.nf4.as_ref().map_or(self.weight.dims()[1], |q| q.shape[1])
     }
 
-    /// `[..., d_in]` → `[..., d_out]`.
+    /// `[..., d_in]` → `[..., d_out]`. Leading dimensions are flattened so that the product is one large
+    /// matrix multiplication rather than a batch of small ones.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let base = linear(x.clone(), self.base_weight(), self.bias.as_ref().map(|b| b.val()));
-        match &self.lora {
-            None => base,
-            Some(l) => base.add(linear(linear(x, l.a.val(), None), l.b.val(), None).mul_scalar(l.scale)),
+        let dims = x.dims();
+        let rows: usize = dims[..D - 1].iter().product();
+        let x: Tensor<B, 2> = x.reshape([rows, self.d_in()]);
+        let mut y = linear(x.clone(), self.base_weight(), self.bias.as_ref().map(|b| b.val()));
+        if let Some(l) = &self.lora {
+            y = y.add(x.matmul(l.a.val()).matmul(l.b.val()).mul_scalar(l.scale));
         }
+        let mut out = dims;
+        out[D - 1] = self.d_out();
+        y.reshape(out)
     }
 }

@@ -10,7 +10,7 @@ use burn::{
 };
 
 use super::{
-    attention::Attention,
+    attention::{Attention, Prefix},
     config::LlamaConfig,
     linear::Linear,
     llama::{DecoderLayer, Llama},
@@ -78,6 +78,22 @@ impl<B: Backend> Take<'_, B> {
         let t = self.raw(name, &[rows, cols])?;
         Ok(Tensor::from_data(TensorData::new(t.data, [rows, cols]), self.device))
     }
+    /// The P-Tuning v2 prefix of layer `p`, when its two tensors are present.
+    fn prefix(&mut self, p: &str, kvh: usize, hd: usize) -> Result<Option<Prefix<B>>, WeightError> {
+        let (kn, vn) = (format!("{p}.self_attn.prefix_key"), format!("{p}.self_attn.prefix_value"));
+        let Some(n) = self.map.get(&kn).and_then(|t| t.shape.get(1).copied()) else {
+            return match self.map.contains_key(&vn) {
+                true => Err(WeightError::Missing(kn)),
+                false => Ok(None),
+            };
+        };
+        let k = self.raw(&kn, &[kvh, n, hd])?;
+        let v = self.raw(&vn, &[kvh, n, hd])?;
+        let t = |h: HostTensor| {
+            Param::from_tensor(Tensor::from_data(TensorData::new(h.data, [kvh, n, hd]), self.device))
+        };
+        Ok(Some(Prefix { key: t(k), value: t(v) }))
+    }
     fn linear(
         &mut self,
         prefix: &str,
@@ -126,6 +142,7 @@ pub fn from_tensors<B: Backend>(
             num_heads: c.num_heads,
             num_kv_heads: c.num_kv_heads,
             head_dim: c.head_dim,
+            prefix: take.prefix(&p, c.num_kv_heads, c.head_dim)?,
         };
         let mlp = Mlp {
             gate_proj: take.linear(&format!("{p}.mlp.gate_proj"), d, f, false)?,
@@ -173,6 +190,7 @@ pub fn check_shapes(config: &LlamaConfig, map: &TensorMap) -> Result<(), WeightE
         .keys()
         .filter(|k| !expected.contains_key(*k) && !k.ends_with("rotary_emb.inv_freq"))
         .filter(|k| !(config.tie_word_embeddings && k.as_str() == "lm_head.weight"))
+        .filter(|k| !is_prefix(k))
         .cloned()
         .collect();
     if extra.is_empty() {
@@ -188,7 +206,13 @@ fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> HostTensor {
     HostTensor::new(shape, data)
 }
 
-/// The model's parameters under HF names and layouts (the inverse of [`from_tensors`]).
+/// Whether `name` is a P-Tuning v2 prefix tensor (kept out of the HF weights file).
+pub fn is_prefix(name: &str) -> bool {
+    name.ends_with(".self_attn.prefix_key") || name.ends_with(".self_attn.prefix_value")
+}
+
+/// The model's parameters under HF names and layouts (the inverse of [`from_tensors`]); P-Tuning v2 prefixes as
+/// `model.layers.{i}.self_attn.prefix_key` / `prefix_value` `[kv_heads, n, head_dim]`.
 pub fn to_tensors<B: Backend>(model: &Llama<B>) -> TensorMap {
     let mut map = TensorMap::new();
     let put_linear = |map: &mut TensorMap, name: String, l: &Linear<B>| {
@@ -208,6 +232,10 @@ pub fn to_tensors<B: Backend>(model: &Llama<B>) -> TensorMap {
         put_linear(&mut map, format!("{p}.mlp.gate_proj"), &layer.mlp.gate_proj);
         put_linear(&mut map, format!("{p}.mlp.up_proj"), &layer.mlp.up_proj);
         put_linear(&mut map, format!("{p}.mlp.down_proj"), &layer.mlp.down_proj);
+        if let Some(pre) = &a.prefix {
+            map.insert(format!("{p}.self_attn.prefix_key"), host(pre.key.val()));
+            map.insert(format!("{p}.self_attn.prefix_value"), host(pre.value.val()));
+        }
         map.insert(format!("{p}.input_layernorm.weight"), host(layer.input_layernorm.weight.val()));
         map.insert(
             format!("{p}.post_attention_layernorm.weight"),
