@@ -492,6 +492,9 @@ pub enum BenchCommand {
         /// LoRA r 8, alpha 16 on q and v instead of full fine-tuning.
         #[arg(long)]
         lora: bool,
+        /// The same adapters on a base whose projections are held in NF4 (QLoRA).
+        #[arg(long, conflicts_with = "lora")]
+        qlora: bool,
     },
     /// Supervised fine-tuning steps: 8 demonstrations × 128 tokens (loss on the 64 answer tokens) on
     /// tiny-llama-8k, AdamW, clip 1.0 (`--lora` for r 8 on q and v).
@@ -501,6 +504,9 @@ pub enum BenchCommand {
         /// LoRA r 8, alpha 16 on q and v instead of full fine-tuning.
         #[arg(long)]
         lora: bool,
+        /// The same adapters on a base whose projections are held in NF4 (QLoRA).
+        #[arg(long, conflicts_with = "lora")]
+        qlora: bool,
     },
     /// One PPO iteration (TRL's formulas): 8 prompts × 64 tokens, 64 new tokens, reference, value and reward
     /// forwards, GAE, 2 minibatches of update; per-phase times (`--lora`: actor and critic as adapters on one

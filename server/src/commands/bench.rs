@@ -28,6 +28,14 @@ fn model(args: &BenchArgs) -> anyhow::Result<Llama<Infer>> {
     Ok(reg.load(&args.model)?.into_model::<Infer>(&device, &path)?.0)
 }
 
+fn variant(lora: bool, qlora: bool) -> bench::Variant {
+    match (lora, qlora) {
+        (_, true) => bench::Variant::QLora,
+        (true, false) => bench::Variant::Lora,
+        (false, false) => bench::Variant::Full,
+    }
+}
+
 /// The benchmark's model on the training backend.
 fn train_model(args: &BenchArgs) -> anyhow::Result<Llama<Train>> {
     let device = default_device();
@@ -44,16 +52,18 @@ fn train_model(args: &BenchArgs) -> anyhow::Result<Llama<Train>> {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Http(args) => super::bench_http::run(args)?,
-        BenchCommand::Rm { args, lora } => {
+        BenchCommand::Rm { args, lora, qlora } => {
             let threads = set_threads(args.threads);
-            anyhow::ensure!(args.model == "tiny-llama-8k", "bench rm runs on tiny-llama-8k only for now");
-            let r = bench::rm(lora, threads, args.warmup.unwrap_or(3), args.iters.unwrap_or(20));
+            let base = train_model(&args)?;
+            let (warmup, iters) = (args.warmup.unwrap_or(3), args.iters.unwrap_or(20));
+            let r = bench::rm(base, &args.model, variant(lora, qlora), threads, warmup, iters);
             println!("{}", serde_json::to_string(&r)?);
         }
-        BenchCommand::Sft { args, lora } => {
+        BenchCommand::Sft { args, lora, qlora } => {
             let threads = set_threads(args.threads);
-            anyhow::ensure!(args.model == "tiny-llama-8k", "bench sft runs on tiny-llama-8k only for now");
-            let r = bench::sft::sft(lora, threads, args.warmup.unwrap_or(3), args.iters.unwrap_or(20));
+            let base = train_model(&args)?;
+            let (warmup, iters) = (args.warmup.unwrap_or(3), args.iters.unwrap_or(20));
+            let r = bench::sft::sft(base, &args.model, variant(lora, qlora), threads, warmup, iters);
             println!("{}", serde_json::to_string(&r)?);
         }
         BenchCommand::Ppo { args, lora } => {

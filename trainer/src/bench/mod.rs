@@ -16,6 +16,46 @@ use crate::{
     rng::Rng,
 };
 
+/// What a training benchmark trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// Every weight.
+    Full,
+    /// LoRA r 8, alpha 16 on q and v (the base frozen).
+    Lora,
+    /// The same adapters on a base whose projections are held in NF4.
+    QLora,
+}
+
+impl Variant {
+    /// `full`, `lora`, `qlora`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Full => "full",
+            Variant::Lora => "lora",
+            Variant::QLora => "qlora",
+        }
+    }
+
+    /// The result's bench name: `rm`, `rm_lora`, `rm_qlora`, ….
+    pub fn bench(self, workload: &str) -> String {
+        match self {
+            Variant::Full => workload.into(),
+            v => format!("{workload}_{}", v.name()),
+        }
+    }
+
+    /// Attaches what the variant trains.
+    pub fn apply<B: Backend>(self, model: Llama<B>) -> Llama<B> {
+        use crate::peft::{add_lora, add_qlora, LoraConfig};
+        match self {
+            Variant::Full => model,
+            Variant::Lora => add_lora(model, &LoraConfig::default()),
+            Variant::QLora => add_qlora(model, &LoraConfig::default()),
+        }
+    }
+}
+
 /// One benchmark result line.
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchResult {
@@ -33,6 +73,9 @@ pub struct BenchResult {
     pub max_s: f64,
     /// Peak resident memory of the process so far, MiB.
     pub peak_rss_mb: f64,
+    /// Resident memory once the model is built (weights held as trained: f32, or NF4 with QLoRA), MiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rss_after_setup_mb: Option<f64>,
     /// Throughput: new tokens per second (gen workloads).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub new_tokens_per_s: Option<f64>,
@@ -74,6 +117,18 @@ pub fn peak_rss_mb() -> f64 {
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Resident memory of this process now in MiB (`VmRSS`).
+pub fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
@@ -150,6 +205,7 @@ pub fn gen<B: Backend>(
             min_s: min,
             max_s: max,
             peak_rss_mb: peak_rss_mb(),
+            rss_after_setup_mb: None,
             new_tokens_per_s: Some((w.batch * new_tokens) as f64 / median),
             pairs_per_s: None,
             tokens_per_s: None,
@@ -170,24 +226,27 @@ pub fn gen<B: Backend>(
 /// The `rm` workload: 8 pairs of 128-token sequences (prompt 64 + answer 64) per step, pairwise loss, AdamW
 /// (lr 1e-5, eps 1e-8, no weight decay), gradient-norm clip 1.0, f32; `lora` = r 8, alpha 16 on q and v with the
 /// score head trainable. 3 warm-up steps, then `iters` timed steps.
-pub fn rm(lora: bool, threads: usize, warmup: usize, iters: usize) -> BenchResult {
+pub fn rm(
+    base: Llama<crate::backend::Train>,
+    model_name: &str,
+    variant: Variant,
+    threads: usize,
+    warmup: usize,
+    iters: usize,
+) -> BenchResult {
     use crate::{
-        backend::Train,
-        model::init,
-        peft::{add_lora, LoraConfig},
         rm::RewardModel,
         rm_train::{optimizer, train_step, Pair, RmTrainConfig},
     };
     let device = crate::backend::default_device();
-    let config = init::tiny_llama_8k();
-    let mut trunk = init::random::<Train>(&config, 0.02, 0, &device);
-    if lora {
-        trunk = add_lora(trunk, &LoraConfig::default());
-    }
+    let config = base.config.clone();
+    let trunk = variant.apply(base);
+    let setup_rss = rss_mb();
     let mut rng = Rng::new(1);
     let head: Vec<f32> = (0..config.hidden_size).map(|_| (rng.normal() * 0.02) as f32).collect();
     let mut model = RewardModel::new(trunk, head, &device);
-    let seq = |rng: &mut Rng, n: usize| (0..n).map(|_| rng.range(3, 8192) as u32).collect::<Vec<u32>>();
+    let vocab = config.vocab_size as u64;
+    let seq = |rng: &mut Rng, n: usize| (0..n).map(|_| rng.range(3, vocab) as u32).collect::<Vec<u32>>();
     let pairs: Vec<Pair> = (0..8)
         .map(|_| {
             let prompt = seq(&mut rng, 64);
@@ -211,20 +270,21 @@ pub fn rm(lora: bool, threads: usize, warmup: usize, iters: usize) -> BenchResul
     }
     let (median, min, max) = stats(times);
     BenchResult {
-        bench: if lora { "rm_lora".into() } else { "rm".into() },
-        model: "tiny-llama-8k".into(),
+        bench: variant.bench("rm"),
+        model: model_name.into(),
         threads,
         median_s: median,
         min_s: min,
         max_s: max,
         peak_rss_mb: peak_rss_mb(),
+        rss_after_setup_mb: Some(setup_rss),
         new_tokens_per_s: None,
         pairs_per_s: Some(8.0 / median),
         tokens_per_s: Some(16.0 * 128.0 / median),
         examples_per_s: None,
         episodes_per_s: None,
         phases_s: None,
-        variant: Some(if lora { "lora" } else { "full" }.into()),
+        variant: Some(variant.name().into()),
         implementation: "alignbox".into(),
         backend: crate::backend::name().into(),
         batch: 16,

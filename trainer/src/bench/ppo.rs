@@ -122,6 +122,7 @@ pub fn ppo(
         min_s: min,
         max_s: max,
         peak_rss_mb: peak_rss_mb(),
+        rss_after_setup_mb: None,
         new_tokens_per_s: None,
         pairs_per_s: None,
         tokens_per_s: None,

@@ -5,27 +5,29 @@
 
 use std::time::Instant;
 
-use super::{peak_rss_mb, stats, BenchResult};
+use super::{peak_rss_mb, stats, BenchResult, Variant};
 use crate::{
     backend::Train,
-    model::init,
-    peft::{add_lora, LoraConfig},
     rng::Rng,
     sft::{optimizer, train_step, Example, SftConfig},
 };
 
 /// Runs the workload.
-pub fn sft(lora: bool, threads: usize, warmup: usize, iters: usize) -> BenchResult {
-    let device = crate::backend::default_device();
-    let config = init::tiny_llama_8k();
-    let mut model = init::random::<Train>(&config, 0.02, 0, &device);
-    if lora {
-        model = add_lora(model, &LoraConfig::default());
-    }
+pub fn sft(
+    base: crate::model::Llama<Train>,
+    model_name: &str,
+    variant: Variant,
+    threads: usize,
+    warmup: usize,
+    iters: usize,
+) -> BenchResult {
+    let vocab = base.config.vocab_size as u64;
+    let mut model = variant.apply(base);
+    let setup_rss = super::rss_mb();
     let cfg = SftConfig { lr: 1e-5, ..SftConfig::default() };
     let mut optim = optimizer(&cfg);
     let mut rng = Rng::new(1);
-    let seq = |rng: &mut Rng, n: usize| (0..n).map(|_| rng.range(3, 8192) as u32).collect::<Vec<u32>>();
+    let seq = |rng: &mut Rng, n: usize| (0..n).map(|_| rng.range(3, vocab) as u32).collect::<Vec<u32>>();
     let mut times = Vec::new();
     for i in 0..warmup + iters.max(1) {
         let batch: Vec<Example> =
@@ -40,20 +42,21 @@ pub fn sft(lora: bool, threads: usize, warmup: usize, iters: usize) -> BenchResu
     }
     let (median, min, max) = stats(times);
     BenchResult {
-        bench: if lora { "sft_lora".into() } else { "sft".into() },
-        model: "tiny-llama-8k".into(),
+        bench: variant.bench("sft"),
+        model: model_name.into(),
         threads,
         median_s: median,
         min_s: min,
         max_s: max,
         peak_rss_mb: peak_rss_mb(),
+        rss_after_setup_mb: Some(setup_rss),
         new_tokens_per_s: None,
         pairs_per_s: None,
         tokens_per_s: Some(8.0 * 128.0 / median),
         examples_per_s: Some(8.0 / median),
         episodes_per_s: None,
         phases_s: None,
-        variant: Some(if lora { "lora" } else { "full" }.into()),
+        variant: Some(variant.name().into()),
         implementation: "alignbox".into(),
         backend: crate::backend::name().into(),
         batch: 8,
