@@ -378,6 +378,25 @@ fn the_reward_model_learns_the_rule_and_sft_lowers_held_out_loss_through_the_cli
     );
     assert!(ok, "{err}");
     assert!(err.contains("P-Tuning v2 prefix 4"), "{err}");
+    let (ok, _, err) = run(
+        &[
+            "train",
+            "rm",
+            "--name",
+            "rm-ckpt",
+            "--grad-checkpointing",
+            "--steps",
+            "3",
+            "--batch",
+            "4",
+            "--max-tokens",
+            "64",
+            "--progress",
+            "quiet",
+        ],
+        data.path(),
+    );
+    assert!(ok, "gradient checkpointing through the CLI: {err}");
     assert!(data.path().join("models/sft-prefix/alignbox-prefix.safetensors").exists());
     let (ok, _, err) = run(
         &["generate", "--model", "sft-prefix", "--greedy", "--max-new-tokens", "4", "--prompt", "hi"],

@@ -287,6 +287,10 @@ pub struct TrainArgs {
     /// Longest sequence in tokens (prompts are cut from the left, answers from the right).
     #[arg(long, default_value_t = 512)]
     pub max_tokens: usize,
+    /// Gradient checkpointing: element-wise results are recomputed in the backward pass instead of being kept
+    /// (burn's balanced strategy): less activation memory for some extra compute.
+    #[arg(long)]
+    pub grad_checkpointing: bool,
     /// Progress on stderr: a bar when stderr is a terminal, else one line per evaluation.
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,
@@ -495,6 +499,9 @@ pub enum BenchCommand {
         /// The same adapters on a base whose projections are held in NF4 (QLoRA).
         #[arg(long, conflicts_with = "lora")]
         qlora: bool,
+        /// With gradient checkpointing (bench `rm_ckpt`).
+        #[arg(long)]
+        grad_checkpointing: bool,
     },
     /// Supervised fine-tuning steps: 8 demonstrations × 128 tokens (loss on the 64 answer tokens) on
     /// tiny-llama-8k, AdamW, clip 1.0 (`--lora` for r 8 on q and v).

@@ -13,6 +13,16 @@ pub type Infer = burn::backend::Cuda<f32>;
 /// The training backend: the inference backend with automatic differentiation.
 pub type Train = burn::backend::Autodiff<Infer>;
 
+/// The training backend with gradient checkpointing: element-wise (memory-bound) results are recomputed in the
+/// backward pass instead of being kept (burn's balanced strategy).
+pub type TrainCheckpointed =
+    burn::backend::Autodiff<Infer, burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing>;
+
+/// A training backend over [`Infer`]: [`Train`] or [`TrainCheckpointed`].
+pub trait TrainBackend: burn::tensor::backend::AutodiffBackend<InnerBackend = Infer> {}
+
+impl<B: burn::tensor::backend::AutodiffBackend<InnerBackend = Infer>> TrainBackend for B {}
+
 /// A short human-readable name of the backend, shown in logs, `/healthz` and benchmark output.
 pub fn name() -> &'static str {
     if cfg!(feature = "cuda") {

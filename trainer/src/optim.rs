@@ -6,13 +6,13 @@ use burn::{
     optim::{adaptor::OptimizerAdaptor, AdamW, AdamWConfig},
 };
 
-use crate::backend::Train;
+use crate::backend::TrainBackend;
 
 /// AdamW for module `M` with decoupled `weight_decay` and gradients clipped to norm `clip_norm`.
-pub fn adamw<M: AutodiffModule<Train>>(
+pub fn adamw<B: TrainBackend, M: AutodiffModule<B>>(
     weight_decay: f32,
     clip_norm: f32,
-) -> OptimizerAdaptor<AdamW, M, Train> {
+) -> OptimizerAdaptor<AdamW, M, B> {
     AdamWConfig::new()
         .with_epsilon(1e-8)
         .with_weight_decay(weight_decay)

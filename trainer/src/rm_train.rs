@@ -12,7 +12,7 @@ use burn::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    backend::{Infer, Train},
+    backend::{Infer, Train, TrainBackend},
     rl::losses::{comparison_loss, TieModel},
     rm::RewardModel,
 };
@@ -219,13 +219,13 @@ pub fn group_loss<B: Backend>(
 
 /// Gradients of `share` × the loss of `groups` (for gradient accumulation, `share` is this micro-batch's part of
 /// the step's total comparison weight), with the micro-batch's statistics.
-pub fn group_gradients(
-    model: &RewardModel<Train>,
+pub fn group_gradients<B: TrainBackend>(
+    model: &RewardModel<B>,
     groups: &[RankGroup],
     cfg: &RmTrainConfig,
     share: f64,
 ) -> (GradientsParams, StepStats) {
-    let device = crate::backend::default_device();
+    let device = model.score.weight.device();
     let (loss, stats) = group_loss(model, groups, cfg, &device);
     let grads = GradientsParams::from_grads(loss.mul_scalar(share).backward(), model);
     (grads, stats)

@@ -136,7 +136,7 @@ fn world() -> World {
     let head = (0..48).map(|_| (head_rng.normal() * 0.02) as f32).collect();
     let rm = RewardModel::new(base.clone(), head, &device);
     let split = groups.len() * 9 / 10;
-    let task = RmTask { cfg: RmTrainConfig::default(), eval: groups[split..].to_vec(), eval_chunk: 32 };
+    let task = RmTask::<Train>::new(RmTrainConfig::default(), groups[split..].to_vec(), 32);
     let cfg = RunConfig {
         steps: 150,
         batch: 16,
@@ -231,7 +231,7 @@ fn ppo_and_dpo_raise_the_rule_win_rate_to_80_percent_within_the_kl_budget() {
     // DPO on the same rankings, reference log-probs computed once.
     let items = with_reference(&start, w.pairs.clone(), 0, 64);
     let split = items.len() * 9 / 10;
-    let task = DpoTask { beta: 0.1, pad_id: 0, eval: items[split..].to_vec(), eval_chunk: 64 };
+    let task = DpoTask::<Train>::new(0.1, 0, items[split..].to_vec(), 64);
     let cfg = RunConfig {
         steps: 15,
         batch: 32,

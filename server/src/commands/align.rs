@@ -5,7 +5,7 @@ use std::io::Write;
 
 use anyhow::{bail, Context};
 use trainer::{
-    backend::{default_device, Infer, Train},
+    backend::{default_device, Infer, Train, TrainBackend, TrainCheckpointed},
     burn::module::AutodiffModule,
     memory::{estimate, PlanInput},
     model::Llama,
@@ -18,7 +18,6 @@ use trainer::{
     registry::{Lineage, Trained},
     rl::kl::KlController,
     rm::RewardModel,
-    sft::optimizer as policy_optimizer,
     train::{
         checkpoint,
         dpo::{with_reference, DpoTask},
@@ -30,7 +29,7 @@ use super::{
     progress::Progress,
     train::{
         adapt, adapters, finish, lora_config, mib, plan, prepare_base, setup, snapshot, train, tuning,
-        tuning_name,
+        tuning_name, Fit,
     },
     train_data::{dpo_pairs, prompt_set},
 };
@@ -223,7 +222,7 @@ pub fn ppo(a: TrainPpoArgs) -> anyhow::Result<()> {
         }
     }
     let mut bar = Progress::new(args.progress, args.steps);
-    let optim = trainer::optim::adamw::<ActorCritic<Train>>(args.weight_decay, args.clip);
+    let optim = trainer::optim::adamw::<Train, ActorCritic<Train>>(args.weight_decay, args.clip);
     let (model, state, _) = run_ppo(
         model,
         optim,
@@ -274,6 +273,22 @@ pub fn ppo(a: TrainPpoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn fit_dpo<B: TrainBackend>(
+    fit: &Fit,
+    tensors: trainer::model::weights::TensorMap,
+    beta: f64,
+    pad: u32,
+    train_items: Vec<trainer::train::dpo::DpoItem>,
+    eval_items: Vec<trainer::train::dpo::DpoItem>,
+) -> anyhow::Result<(Llama<Infer>, Metrics, trainer::train::run::RunState)> {
+    let policy = fit.policy::<B>(tensors)?;
+    let task = DpoTask::<B>::new(beta, pad, eval_items, 8);
+    let optim = trainer::optim::adamw::<B, Llama<B>>(fit.args.weight_decay, fit.args.clip);
+    let (policy, metrics, state) =
+        train(&task, policy, optim, &train_items, fit.run, fit.run_dir, fit.args.progress)?;
+    Ok((policy.valid(), metrics, state))
+}
+
 /// Runs `alignbox train dpo`.
 pub fn dpo(a: TrainDpoArgs) -> anyhow::Result<()> {
     let args = &a.train;
@@ -296,24 +311,19 @@ pub fn dpo(a: TrainDpoArgs) -> anyhow::Result<()> {
         .unwrap_or(2);
     let mut run = s.run.clone();
     plan(args, &s.config, &mut run, seq_len, 2)?;
-    let base = trainer::model::weights::from_tensors::<Train>(&s.config, s.tensors, &device)?;
     let pad = eos.unwrap_or(0);
     // Reference log-probs of every pair, once, from the starting policy.
-    let reference = base.valid();
+    let reference = trainer::model::weights::from_tensors::<Infer>(&s.config, s.tensors.clone(), &device)?;
     let train_items = with_reference(&reference, data.train.clone(), pad, run.micro_batch.max(1));
     let eval_items = with_reference(&reference, data.eval.clone(), pad, run.micro_batch.max(1));
     drop(reference);
-    let policy = adapt(prepare_base(base, args), args, args.seed);
-    let task = DpoTask { beta: a.beta, pad_id: pad, eval: eval_items, eval_chunk: 8 };
-    let cfg = trainer::sft::SftConfig {
-        lr: run.lr,
-        weight_decay: args.weight_decay,
-        clip_norm: args.clip,
-        pad_id: pad,
+    let fit = Fit { config: &s.config, args, run: &run, run_dir: &s.run_dir };
+    let (policy, metrics, state) = if args.grad_checkpointing {
+        fit_dpo::<TrainCheckpointed>(&fit, s.tensors, a.beta, pad, train_items, eval_items)?
+    } else {
+        fit_dpo::<Train>(&fit, s.tensors, a.beta, pad, train_items, eval_items)?
     };
-    let (policy, metrics, state) =
-        train(&task, policy, policy_optimizer(&cfg), &train_items, &run, &s.run_dir, args.progress)?;
-    let policy: Llama<Infer> = merge_lora(policy.valid());
+    let policy: Llama<Infer> = merge_lora(policy);
     let lineage = Lineage {
         stage: "train dpo".into(),
         data_hash: data.hash(),

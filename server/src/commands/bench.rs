@@ -1,7 +1,7 @@
 //! `alignbox bench …`: the workloads of ../shared/WORKLOAD.md.
 
 use trainer::{
-    backend::{default_device, Infer, Train},
+    backend::{default_device, Infer, Train, TrainBackend, TrainCheckpointed},
     bench::{self, GenWorkload},
     model::{init, Llama},
     registry::Registry,
@@ -36,27 +36,34 @@ fn variant(lora: bool, qlora: bool) -> bench::Variant {
     }
 }
 
-/// The benchmark's model on the training backend.
-fn train_model(args: &BenchArgs) -> anyhow::Result<Llama<Train>> {
-    let device = default_device();
+/// The benchmark's model on a training backend.
+fn train_model<B: TrainBackend>(args: &BenchArgs) -> anyhow::Result<Llama<B>> {
+    let device: trainer::burn::tensor::Device<B> = Default::default();
     if args.model == "tiny-llama-8k" {
-        return Ok(init::random::<Train>(&init::tiny_llama_8k(), 0.02, 0, &device));
+        return Ok(init::random::<B>(&init::tiny_llama_8k(), 0.02, 0, &device));
     }
     let reg = Registry::new(&args.data.data_dir);
     let v = reg.get(&args.model)?;
     let path = reg.model_path(&v);
-    Ok(reg.load(&args.model)?.into_model::<Train>(&device, &path)?.0)
+    Ok(reg.load(&args.model)?.into_model::<B>(&device, &path)?.0)
 }
 
 /// Runs a benchmark and prints its JSON lines.
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Http(args) => super::bench_http::run(args)?,
-        BenchCommand::Rm { args, lora, qlora } => {
+        BenchCommand::Rm { args, lora, qlora, grad_checkpointing } => {
             let threads = set_threads(args.threads);
-            let base = train_model(&args)?;
             let (warmup, iters) = (args.warmup.unwrap_or(3), args.iters.unwrap_or(20));
-            let r = bench::rm(base, &args.model, variant(lora, qlora), threads, warmup, iters);
+            let v = variant(lora, qlora);
+            let r = if grad_checkpointing {
+                let base = train_model::<TrainCheckpointed>(&args)?;
+                let mut r = bench::rm(base, &args.model, v, threads, warmup, iters);
+                r.bench = format!("{}_ckpt", r.bench);
+                r
+            } else {
+                bench::rm(train_model::<Train>(&args)?, &args.model, v, threads, warmup, iters)
+            };
             println!("{}", serde_json::to_string(&r)?);
         }
         BenchCommand::Sft { args, lora, qlora } => {

@@ -153,6 +153,7 @@ fn common(args: &DemoArgs, name: &str, steps: usize, batch: usize, lr: f64) -> T
         lora: Some(args.lora),
         qlora: false,
         prefix: None,
+        grad_checkpointing: false,
         lora_alpha: None,
         lora_targets: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
             .map(String::from)

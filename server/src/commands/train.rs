@@ -7,16 +7,17 @@ use anyhow::{bail, Context};
 use serde::{de::DeserializeOwned, Serialize};
 use trainer::burn::module::AutodiffModule;
 use trainer::{
-    backend::{default_device, Infer, Train},
+    backend::{default_device, Infer, Train, TrainBackend, TrainCheckpointed},
     memory::{estimate, pick_micro_batch, PlanInput, Tuning},
+    model::weights::TensorMap,
     model::{Llama, LlamaConfig},
     peft::{add_lora, add_prefix, merge_lora, quantize_projections, LoraConfig},
     registry::{Lineage, Registry, Trained},
     rl::losses::TieModel,
     rm::RewardModel,
-    rm_train::{optimizer as rm_optimizer, RankGroup, RmTrainConfig},
+    rm_train::{RankGroup, RmTrainConfig},
     rng::Rng,
-    sft::{optimizer as sft_optimizer, Example, SftConfig},
+    sft::{Example, SftConfig},
     tokenizer::TextTokenizer,
     train::{
         checkpoint,
@@ -285,7 +286,7 @@ pub(super) fn snapshot<T: Serialize + DeserializeOwned>(
 
 /// Runs the loop with progress and the metric log `run_dir/metrics.jsonl` (rewritten up to the checkpoint when
 /// resuming, so the log is the run's single curve).
-pub(super) fn train<T: Task, O: trainer::burn::optim::Optimizer<T::Model, Train>>(
+pub(super) fn train<T: Task, O: trainer::burn::optim::Optimizer<T::Model, T::Backend>>(
     task: &T,
     model: T::Model,
     optim: O,
@@ -337,10 +338,56 @@ pub(super) fn finish(run_dir: &Path, version: &str, kind: &str, metrics: &Metric
     println!("{}", serde_json::json!({"version": version, "kind": kind, "metrics": metrics}));
 }
 
+/// What a generic fit needs besides its data.
+pub(super) struct Fit<'a> {
+    pub(super) config: &'a LlamaConfig,
+    pub(super) args: &'a TrainArgs,
+    pub(super) run: &'a RunConfig,
+    pub(super) run_dir: &'a Path,
+}
+
+impl Fit<'_> {
+    /// The policy on backend `B` from the base tensors, with the run's base treatment and adapters.
+    pub(super) fn policy<B: TrainBackend>(&self, tensors: TensorMap) -> anyhow::Result<Llama<B>> {
+        let device: trainer::burn::tensor::Device<B> = Default::default();
+        let model = trainer::model::weights::from_tensors::<B>(self.config, tensors, &device)?;
+        Ok(adapt(prepare_base(model, self.args), self.args, self.args.seed))
+    }
+}
+
+fn fit_rm<B: TrainBackend>(
+    fit: &Fit,
+    tensors: TensorMap,
+    head: Vec<f32>,
+    cfg: &RmTrainConfig,
+    data: &Split<RankGroup>,
+) -> anyhow::Result<(RewardModel<Infer>, Metrics, RunState)> {
+    let device: trainer::burn::tensor::Device<B> = Default::default();
+    let model = RewardModel::new(fit.policy::<B>(tensors)?, head, &device);
+    let task = RmTask::<B>::new(cfg.clone(), data.eval.clone(), 16);
+    let optim = trainer::optim::adamw::<B, RewardModel<B>>(cfg.weight_decay, cfg.clip_norm);
+    let (model, metrics, state) =
+        train(&task, model, optim, &data.train, fit.run, fit.run_dir, fit.args.progress)?;
+    Ok((model.valid(), metrics, state))
+}
+
+fn fit_sft<B: TrainBackend>(
+    fit: &Fit,
+    tensors: TensorMap,
+    cfg: &SftConfig,
+    data: &Split<Example>,
+) -> anyhow::Result<(Llama<Infer>, Metrics, RunState)> {
+    let model = fit.policy::<B>(tensors)?;
+    let task = SftTask::<B>::new(cfg.pad_id, data.eval.clone(), 8);
+    let optim = trainer::optim::adamw::<B, Llama<B>>(cfg.weight_decay, cfg.clip_norm);
+    let (model, metrics, state) =
+        train(&task, model, optim, &data.train, fit.run, fit.run_dir, fit.args.progress)?;
+    Ok((model.valid(), metrics, state))
+}
+
 fn train_rm(a: TrainRmArgs) -> anyhow::Result<()> {
     let args = &a.train;
     let s = setup(args, "rm", 1e-5)?;
-    let device = default_device();
     let eos = s.tokenizer.eos_id().or(s.config.eos_token_ids.first().copied());
     let ties = match a.ties {
         TiesArg::Exclude => TieModel::Exclude,
@@ -374,11 +421,8 @@ fn train_rm(a: TrainRmArgs) -> anyhow::Result<()> {
     let mut run = s.run.clone();
     plan(args, &s.config, &mut run, seq_len, k)?;
 
-    let trunk = trainer::model::weights::from_tensors::<Train>(&s.config, s.tensors, &device)?;
-    let trunk = adapt(prepare_base(trunk, args), args, args.seed);
     let mut rng = Rng::new(args.seed ^ 0x5c0e);
-    let head = (0..s.config.hidden_size).map(|_| (rng.normal() * 0.02) as f32).collect();
-    let model = RewardModel::new(trunk, head, &device);
+    let head: Vec<f32> = (0..s.config.hidden_size).map(|_| (rng.normal() * 0.02) as f32).collect();
     let cfg = RmTrainConfig {
         lr: run.lr,
         weight_decay: args.weight_decay,
@@ -387,11 +431,12 @@ fn train_rm(a: TrainRmArgs) -> anyhow::Result<()> {
         ties,
         pad_id: eos.unwrap_or(0),
     };
-    let task = RmTask { cfg: cfg.clone(), eval: data.eval.clone(), eval_chunk: 16 };
-    let (model, metrics, state) =
-        train(&task, model, rm_optimizer(&cfg), &data.train, &run, &s.run_dir, args.progress)?;
-
-    let model: RewardModel<Infer> = model.valid();
+    let fit = Fit { config: &s.config, args, run: &run, run_dir: &s.run_dir };
+    let (model, metrics, state) = if args.grad_checkpointing {
+        fit_rm::<TrainCheckpointed>(&fit, s.tensors, head, &cfg, &data)?
+    } else {
+        fit_rm::<Train>(&fit, s.tensors, head, &cfg, &data)?
+    };
     let model = RewardModel { trunk: merge_lora(model.trunk), score: model.score };
     let lineage = Lineage {
         stage: "train rm".into(),
@@ -423,7 +468,6 @@ fn train_policy(args: TrainArgs, stage: Stage) -> anyhow::Result<()> {
         Stage::Pretrain { .. } => ("pretrain", "train pretrain"),
     };
     let s = setup(&args, stage_name, 2e-5)?;
-    let device = default_device();
     let eos = s.tokenizer.eos_id().or(s.config.eos_token_ids.first().copied());
     let data: Split<Example> = snapshot(&s.run_dir, || match &stage {
         Stage::Sft => train_data::sft_examples(
@@ -469,18 +513,19 @@ fn train_policy(args: TrainArgs, stage: Stage) -> anyhow::Result<()> {
         data.train.iter().chain(&data.eval).map(|e| e.prompt.len() + e.answer.len()).max().unwrap_or(2);
     let mut run = s.run.clone();
     plan(&args, &s.config, &mut run, seq_len, 1)?;
-    let model = trainer::model::weights::from_tensors::<Train>(&s.config, s.tensors, &device)?;
-    let model: Llama<Train> = adapt(prepare_base(model, &args), &args, args.seed);
     let cfg = SftConfig {
         lr: run.lr,
         weight_decay: args.weight_decay,
         clip_norm: args.clip,
         pad_id: eos.unwrap_or(0),
     };
-    let task = SftTask { pad_id: cfg.pad_id, eval: data.eval.clone(), eval_chunk: 8 };
-    let (model, metrics, state) =
-        train(&task, model, sft_optimizer(&cfg), &data.train, &run, &s.run_dir, args.progress)?;
-    let model: Llama<Infer> = merge_lora(model.valid());
+    let fit = Fit { config: &s.config, args: &args, run: &run, run_dir: &s.run_dir };
+    let (model, metrics, state) = if args.grad_checkpointing {
+        fit_sft::<TrainCheckpointed>(&fit, s.tensors, &cfg, &data)?
+    } else {
+        fit_sft::<Train>(&fit, s.tensors, &cfg, &data)?
+    };
+    let model: Llama<Infer> = merge_lora(model);
     let lineage = Lineage {
         stage: lineage_stage.into(),
         data_hash: data.hash(),

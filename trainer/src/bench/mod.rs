@@ -226,8 +226,8 @@ pub fn gen<B: Backend>(
 /// The `rm` workload: 8 pairs of 128-token sequences (prompt 64 + answer 64) per step, pairwise loss, AdamW
 /// (lr 1e-5, eps 1e-8, no weight decay), gradient-norm clip 1.0, f32; `lora` = r 8, alpha 16 on q and v with the
 /// score head trainable. 3 warm-up steps, then `iters` timed steps.
-pub fn rm(
-    base: Llama<crate::backend::Train>,
+pub fn rm<B: crate::backend::TrainBackend>(
+    base: Llama<B>,
     model_name: &str,
     variant: Variant,
     threads: usize,
@@ -236,9 +236,10 @@ pub fn rm(
 ) -> BenchResult {
     use crate::{
         rm::RewardModel,
-        rm_train::{optimizer, train_step, Pair, RmTrainConfig},
+        rm_train::{group_gradients, Pair, RankGroup, RmTrainConfig},
     };
-    let device = crate::backend::default_device();
+    use burn::optim::Optimizer;
+    let device: burn::tensor::Device<B> = Default::default();
     let config = base.config.clone();
     let trunk = variant.apply(base);
     let setup_rss = rss_mb();
@@ -257,12 +258,13 @@ pub fn rm(
         })
         .collect();
     let cfg = RmTrainConfig { lr: 1e-5, ..RmTrainConfig::default() };
-    let mut optim = optimizer(&cfg);
+    let mut optim = crate::optim::adamw::<B, RewardModel<B>>(cfg.weight_decay, cfg.clip_norm);
+    let groups: Vec<RankGroup> = pairs.iter().map(RankGroup::from_pair).collect();
     let mut times = Vec::new();
     for i in 0..warmup + iters.max(1) {
         let t = Instant::now();
-        let (m, stats) = train_step(model, &mut optim, &pairs, &cfg);
-        model = m;
+        let (grads, stats) = group_gradients(&model, &groups, &cfg, 1.0);
+        model = optim.step(cfg.lr, model, grads);
         assert!(stats.loss.is_finite());
         if i >= warmup {
             times.push(t.elapsed().as_secs_f64());

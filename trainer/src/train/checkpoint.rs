@@ -11,7 +11,7 @@ use burn::{
 };
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::backend::Train;
+use crate::backend::TrainBackend;
 
 /// Why a checkpoint could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -36,10 +36,11 @@ pub fn path(run_dir: &Path) -> PathBuf {
 }
 
 /// Writes `model`, `optim` and `state` to `run_dir/checkpoint` (atomically replacing the previous one).
-pub fn save<M, O, S>(run_dir: &Path, model: &M, optim: &O, state: &S) -> Result<(), CheckpointError>
+pub fn save<B, M, O, S>(run_dir: &Path, model: &M, optim: &O, state: &S) -> Result<(), CheckpointError>
 where
-    M: AutodiffModule<Train>,
-    O: Optimizer<M, Train>,
+    B: TrainBackend,
+    M: AutodiffModule<B>,
+    O: Optimizer<M, B>,
     S: Serialize,
 {
     let fresh = run_dir.join("checkpoint.new");
@@ -80,17 +81,18 @@ pub fn exists(run_dir: &Path) -> bool {
 }
 
 /// Loads the checkpoint into `model` and `optim` (built the same way as when it was saved) and returns the state.
-pub fn load<M, O, S>(run_dir: &Path, model: M, optim: O) -> Result<(M, O, S), CheckpointError>
+pub fn load<B, M, O, S>(run_dir: &Path, model: M, optim: O) -> Result<(M, O, S), CheckpointError>
 where
-    M: AutodiffModule<Train>,
-    O: Optimizer<M, Train>,
+    B: TrainBackend,
+    M: AutodiffModule<B>,
+    O: Optimizer<M, B>,
     S: DeserializeOwned,
 {
     let mut dir = path(run_dir);
     if !dir.join("state.json").exists() {
         dir = run_dir.join("checkpoint.old");
     }
-    let device = crate::backend::default_device();
+    let device: burn::tensor::Device<B> = Default::default();
     let rec = Rec::new();
     let model_path = dir.join("model");
     let record = rec.load(model_path.clone(), &device).map_err(|e| CheckpointError::Record {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::run::{Metrics, Task};
 use crate::{
-    backend::{Infer, Train},
+    backend::{Infer, Train, TrainBackend},
     dpo::{reference_logps, DpoPair},
     model::Llama,
     rl::losses::dpo_loss,
@@ -42,8 +42,8 @@ pub fn with_reference(
     out
 }
 
-/// DPO training of a policy with a held-out set.
-pub struct DpoTask {
+/// DPO training of a policy with a held-out set, on training backend `B`.
+pub struct DpoTask<B = Train> {
     /// Strength of the implicit KL constraint.
     pub beta: f64,
     /// Right-padding id.
@@ -52,6 +52,15 @@ pub struct DpoTask {
     pub eval: Vec<DpoItem>,
     /// Pairs per evaluation forward pass.
     pub eval_chunk: usize,
+    /// The backend.
+    pub backend: std::marker::PhantomData<B>,
+}
+
+impl<B> DpoTask<B> {
+    /// A task with strength `beta`, evaluated on `eval` `eval_chunk` pairs at a time.
+    pub fn new(beta: f64, pad_id: u32, eval: Vec<DpoItem>, eval_chunk: usize) -> Self {
+        Self { beta, pad_id, eval, eval_chunk, backend: std::marker::PhantomData }
+    }
 }
 
 fn halves(items: &[DpoItem]) -> Vec<Example> {
@@ -71,7 +80,7 @@ fn stats_of(stats: &[(&'static str, f32)], loss: f64) -> Metrics {
     m
 }
 
-impl DpoTask {
+impl<X> DpoTask<X> {
     fn loss<B: burn::tensor::backend::Backend>(
         &self,
         model: &Llama<B>,
@@ -91,15 +100,16 @@ fn scalar<B: burn::tensor::backend::Backend>(t: Tensor<B, 1>) -> f64 {
     t.into_data().convert::<f32>().to_vec::<f32>().expect("f32")[0] as f64
 }
 
-impl Task for DpoTask {
-    type Model = Llama<Train>;
+impl<B: TrainBackend> Task for DpoTask<B> {
+    type Backend = B;
+    type Model = Llama<B>;
     type Item = DpoItem;
 
     fn weight(&self, _item: &DpoItem) -> f64 {
         1.0
     }
 
-    fn gradients(&self, model: &Llama<Train>, items: &[DpoItem], share: f64) -> (GradientsParams, Metrics) {
+    fn gradients(&self, model: &Llama<B>, items: &[DpoItem], share: f64) -> (GradientsParams, Metrics) {
         let out = self.loss(model, items);
         let value = scalar(out.loss.clone());
         let grads = GradientsParams::from_grads(out.loss.mul_scalar(share).backward(), model);

@@ -1,22 +1,33 @@
 //! The reward-model stage on the shared loop: ranked prompts in, a trained [`RewardModel`] out.
 
+use std::marker::PhantomData;
+
 use burn::optim::GradientsParams;
 
 use super::run::{Metrics, Task};
 use crate::{
-    backend::{Infer, Train},
+    backend::{Infer, Train, TrainBackend},
     rm::RewardModel,
     rm_train::{evaluate, group_gradients, RankGroup, RmTrainConfig, StepStats},
 };
 
-/// Reward-model training on [`RankGroup`]s with a held-out set.
-pub struct RmTask {
+/// Reward-model training on [`RankGroup`]s with a held-out set, on training backend `B`.
+pub struct RmTask<B = Train> {
     /// Loss settings (margin, ties, padding id). The learning rate comes from the run's schedule.
     pub cfg: RmTrainConfig,
     /// Held-out ranked prompts.
     pub eval: Vec<RankGroup>,
     /// Ranked prompts per evaluation forward pass.
     pub eval_chunk: usize,
+    /// The backend.
+    pub backend: PhantomData<B>,
+}
+
+impl<B> RmTask<B> {
+    /// A task with `cfg`, evaluated on `eval` `eval_chunk` groups at a time.
+    pub fn new(cfg: RmTrainConfig, eval: Vec<RankGroup>, eval_chunk: usize) -> Self {
+        Self { cfg, eval, eval_chunk, backend: PhantomData }
+    }
 }
 
 /// The metrics of a step or evaluation.
@@ -31,8 +42,9 @@ pub fn metrics(s: &StepStats) -> Metrics {
     ])
 }
 
-impl Task for RmTask {
-    type Model = RewardModel<Train>;
+impl<B: TrainBackend> Task for RmTask<B> {
+    type Backend = B;
+    type Model = RewardModel<B>;
     type Item = RankGroup;
 
     fn weight(&self, item: &RankGroup) -> f64 {
@@ -41,7 +53,7 @@ impl Task for RmTask {
 
     fn gradients(
         &self,
-        model: &RewardModel<Train>,
+        model: &RewardModel<B>,
         items: &[RankGroup],
         share: f64,
     ) -> (GradientsParams, Metrics) {

@@ -18,7 +18,7 @@ use super::{
     schedule::{Decay, Schedule},
     split::batch_indices,
 };
-use crate::backend::Train;
+use crate::backend::TrainBackend;
 
 /// Named metric values (`loss`, `accuracy`, …).
 pub type Metrics = BTreeMap<String, f64>;
@@ -80,8 +80,10 @@ impl RunConfig {
 
 /// What a training stage supplies to the loop.
 pub trait Task {
+    /// The training backend (with or without gradient checkpointing).
+    type Backend: TrainBackend;
     /// The module trained.
-    type Model: AutodiffModule<Train>;
+    type Model: AutodiffModule<Self::Backend>;
     /// One training item (a ranked prompt, a demonstration, a packed text block).
     type Item: Clone;
     /// The item's weight in the step's mean loss (comparisons of a ranking, answer tokens, …).
@@ -92,7 +94,7 @@ pub trait Task {
     /// pads little). The default keeps the order.
     fn arrange(&self, _batch: &mut [Self::Item]) {}
     /// Metrics on the held-out set.
-    fn evaluate(&self, model: &<Self::Model as AutodiffModule<Train>>::InnerModule) -> Metrics;
+    fn evaluate(&self, model: &<Self::Model as AutodiffModule<Self::Backend>>::InnerModule) -> Metrics;
 }
 
 /// Kinds of [`Event`].
@@ -160,14 +162,14 @@ pub fn run<T, O>(
 ) -> Result<Outcome<T::Model>, CheckpointError>
 where
     T: Task,
-    O: Optimizer<T::Model, Train>,
+    O: Optimizer<T::Model, T::Backend>,
 {
     assert!(!items.is_empty(), "no training items");
     assert!(cfg.batch > 0 && cfg.micro_batch > 0, "batch and micro-batch must be positive");
     let (mut model, mut optim) = (model, optim);
     let mut state = RunState { step: 0, micro_batch: cfg.micro_batch.min(cfg.batch), history: Vec::new() };
     if let Some(dir) = run_dir.filter(|d| checkpoint::exists(d)) {
-        let (m, o, s) = checkpoint::load::<_, _, RunState>(dir, model, optim)?;
+        let (m, o, s) = checkpoint::load::<T::Backend, _, _, RunState>(dir, model, optim)?;
         (model, optim, state) = (m, o, s);
         let ev = Event { kind: EventKind::Resume, step: state.step, metrics: Metrics::new() };
         on_event(&ev);

@@ -5,19 +5,28 @@ use burn::{optim::GradientsParams, tensor::backend::Backend};
 
 use super::run::{Metrics, Task};
 use crate::{
-    backend::{Infer, Train},
+    backend::{Infer, Train, TrainBackend},
     model::{Layout, Llama},
     sft::{batch, token_cross_entropy, Example},
 };
 
-/// Next-token training of a policy on [`Example`]s with a held-out set.
-pub struct SftTask {
+/// Next-token training of a policy on [`Example`]s with a held-out set, on training backend `B`.
+pub struct SftTask<B = Train> {
     /// Right-padding id.
     pub pad_id: u32,
     /// Held-out examples.
     pub eval: Vec<Example>,
     /// Examples per evaluation forward pass.
     pub eval_chunk: usize,
+    /// The backend.
+    pub backend: std::marker::PhantomData<B>,
+}
+
+impl<B> SftTask<B> {
+    /// A task padding with `pad_id`, evaluated on `eval` `eval_chunk` examples at a time.
+    pub fn new(pad_id: u32, eval: Vec<Example>, eval_chunk: usize) -> Self {
+        Self { pad_id, eval, eval_chunk, backend: std::marker::PhantomData }
+    }
 }
 
 /// Tokens in the loss of `e`.
@@ -46,16 +55,17 @@ fn scalar<B: Backend>(t: burn::tensor::Tensor<B, 1>) -> f64 {
     t.into_data().convert::<f32>().to_vec::<f32>().expect("f32")[0] as f64
 }
 
-impl Task for SftTask {
-    type Model = Llama<Train>;
+impl<B: TrainBackend> Task for SftTask<B> {
+    type Backend = B;
+    type Model = Llama<B>;
     type Item = Example;
 
     fn weight(&self, item: &Example) -> f64 {
         target_tokens(item) as f64
     }
 
-    fn gradients(&self, model: &Llama<Train>, items: &[Example], share: f64) -> (GradientsParams, Metrics) {
-        let device = crate::backend::default_device();
+    fn gradients(&self, model: &Llama<B>, items: &[Example], share: f64) -> (GradientsParams, Metrics) {
+        let device = model.embed_tokens.device();
         let loss = mean_loss(model, items, self.pad_id, &device);
         let value = scalar(loss.clone());
         let grads = GradientsParams::from_grads(loss.mul_scalar(share).backward(), model);
