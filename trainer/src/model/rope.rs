@@ -87,12 +87,25 @@ impl Rope {
     }
 }
 
-/// Applies the rotation: `[batch, seq, heads, head_dim]` with tables `[batch, seq, 1, head_dim]`.
+/// Applies the rotation: `[batch, seq, heads, head_dim]` with tables `[batch, seq, 1, head_dim]`. The half
+/// rotation is a small product with a signed permutation on contiguous rows, and the tables are expanded to the
+/// full shape, so that every element-wise operation runs on contiguous, same-shape tensors (strided views are far
+/// slower on the CPU backend, in the forward and in the backward pass).
 pub fn apply<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>) -> Tensor<B, 4> {
     let [b, s, h, d] = x.dims();
+    let device = x.device();
+    let rotated = x.clone().reshape([b * s * h, d]).matmul(rotation::<B>(d, &device)).reshape([b, s, h, d]);
+    let full = |t: &Tensor<B, 4>| t.clone().repeat_dim(2, h);
+    x.mul(full(cos)).add(rotated.mul(full(sin)))
+}
+
+/// rotate_half as a `[d, d]` matrix: `x · R = cat(−x[d/2..], x[..d/2])`.
+fn rotation<B: Backend>(d: usize, device: &B::Device) -> Tensor<B, 2> {
     let half = d / 2;
-    let x1 = x.clone().slice([0..b, 0..s, 0..h, 0..half]);
-    let x2 = x.clone().slice([0..b, 0..s, 0..h, half..d]);
-    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-    x.mul(cos.clone()).add(rotated.mul(sin.clone()))
+    let mut r = vec![0f32; d * d];
+    for j in 0..half {
+        r[(j + half) * d + j] = -1.0; // output j takes −x[j + half]
+        r[j * d + j + half] = 1.0; // output j + half takes x[j]
+    }
+    Tensor::from_data(TensorData::new(r, [d, d]), device)
 }
