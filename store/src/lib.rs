@@ -130,6 +130,25 @@ fn tx_err(e: TransactionError<StoreError>) -> StoreError {
     }
 }
 
+/// Opens the sled database at `path`. A handle dropped a moment ago in this process can keep sled's file lock
+/// until its background flusher notices (one store closed and the next opened in a row: a training stage after
+/// another, a test reopening its directory), so a held lock is retried for up to 10 s before it is an error.
+/// Another process holding the directory is refused earlier, by the data directory's own lock.
+pub fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::open(path) {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
     ConflictableTransactionError::Abort(e)
 }
@@ -137,7 +156,7 @@ fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
 impl Store {
     /// Opens (or creates) the store at `path` and migrates it to the current schema.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::from_db(sled::open(path)?)
+        Self::from_db(open_db(path)?)
     }
 
     /// Wraps an open sled database (migrating it).

@@ -56,7 +56,7 @@ fn the_schema_version_is_recorded_and_a_newer_one_is_refused() {
         assert_eq!(s.schema_version().unwrap(), 2);
     }
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = store::open_db(dir.path()).unwrap();
         db.open_tree("meta").unwrap().insert(b"schema_version", &99u64.to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
@@ -196,7 +196,7 @@ fn migrating_a_version_1_store_rebuilds_the_assignment_counters() {
     };
     {
         // Turn it into what version 1 wrote: no counters.
-        let db = sled::open(dir.path()).unwrap();
+        let db = store::open_db(dir.path()).unwrap();
         db.open_tree("assign_counts").unwrap().clear().unwrap();
         db.open_tree("meta").unwrap().insert(b"schema_version", &1u64.to_be_bytes()).unwrap();
         db.flush().unwrap();

@@ -3,7 +3,10 @@
 use burn::{module::Module, tensor::backend::Backend};
 use serde::{Deserialize, Serialize};
 
-use crate::{model::Llama, rng::Rng};
+use crate::{
+    model::{linear::Linear, llama::DecoderLayer, Llama},
+    rng::Rng,
+};
 
 /// Which projections get adapters, and how big.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -24,35 +27,50 @@ impl Default for LoraConfig {
     }
 }
 
+/// The HF names of a decoder layer's projections, in [`projections_mut`] order.
+pub const PROJECTIONS: [&str; 7] =
+    ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+
+/// A layer's seven projections (q, k, v, o, gate, up, down), mutable.
+fn projections_mut<B: Backend>(layer: &mut DecoderLayer<B>) -> [&mut Linear<B>; 7] {
+    let a = &mut layer.self_attn;
+    let m = &mut layer.mlp;
+    [
+        &mut a.q_proj,
+        &mut a.k_proj,
+        &mut a.v_proj,
+        &mut a.o_proj,
+        &mut m.gate_proj,
+        &mut m.up_proj,
+        &mut m.down_proj,
+    ]
+}
+
+/// Replaces every projection of every layer by `f(projection)` (name, layer).
+fn map_projections<B: Backend>(model: &mut Llama<B>, mut f: impl FnMut(&str, Linear<B>) -> Linear<B>) {
+    for layer in &mut model.layers {
+        for (name, lin) in PROJECTIONS.iter().zip(projections_mut(layer)) {
+            let taken = std::mem::replace(lin, placeholder(lin));
+            *lin = f(name, taken);
+        }
+    }
+}
+
 /// Freezes every parameter of `model` and attaches fresh adapters to the targeted projections.
 pub fn add_lora<B: Backend>(model: Llama<B>, cfg: &LoraConfig) -> Llama<B> {
     let mut model = model.no_grad();
     let mut rng = Rng::new(cfg.seed);
     let wants = |name: &str| cfg.targets.iter().any(|t| t == name);
-    for layer in &mut model.layers {
-        let a = &mut layer.self_attn;
-        let m = &mut layer.mlp;
-        for (name, lin) in [
-            ("q_proj", &mut a.q_proj),
-            ("k_proj", &mut a.k_proj),
-            ("v_proj", &mut a.v_proj),
-            ("o_proj", &mut a.o_proj),
-            ("gate_proj", &mut m.gate_proj),
-            ("up_proj", &mut m.up_proj),
-            ("down_proj", &mut m.down_proj),
-        ] {
-            if wants(name) {
-                let taken = std::mem::replace(lin, placeholder(lin));
-                *lin = taken.with_lora(cfg.rank, cfg.alpha, &mut rng);
-            }
-        }
-    }
+    map_projections(
+        &mut model,
+        |name, lin| if wants(name) { lin.with_lora(cfg.rank, cfg.alpha, &mut rng) } else { lin },
+    );
     model
 }
 
 /// A cheap stand-in used while a layer is moved out and back.
-fn placeholder<B: Backend>(lin: &crate::model::linear::Linear<B>) -> crate::model::linear::Linear<B> {
-    crate::model::linear::Linear::new(lin.weight.val(), None)
+fn placeholder<B: Backend>(lin: &Linear<B>) -> Linear<B> {
+    Linear::new(lin.weight.val(), None)
 }
 
 /// P-Tuning v2: freezes every parameter of `model` and gives each layer `n` trainable prefix keys and values
@@ -80,22 +98,7 @@ pub fn add_prefix<B: Backend>(model: Llama<B>, n: usize, seed: u64) -> Llama<B> 
 /// Keeps every projection of every layer (q, k, v, o, gate, up, down) in NF4 (QLoRA's frozen 4-bit base);
 /// embeddings, norms and the output head stay in f32. Attach adapters with [`add_lora`] afterwards.
 pub fn quantize_projections<B: Backend>(mut model: Llama<B>) -> Llama<B> {
-    for layer in &mut model.layers {
-        let a = &mut layer.self_attn;
-        let m = &mut layer.mlp;
-        for lin in [
-            &mut a.q_proj,
-            &mut a.k_proj,
-            &mut a.v_proj,
-            &mut a.o_proj,
-            &mut m.gate_proj,
-            &mut m.up_proj,
-            &mut m.down_proj,
-        ] {
-            let taken = std::mem::replace(lin, placeholder(lin));
-            *lin = taken.quantized();
-        }
-    }
+    map_projections(&mut model, |_, lin| lin.quantized());
     model.no_grad()
 }
 
@@ -110,17 +113,7 @@ pub fn without_adapters<B: Backend>(model: &Llama<B>) -> Llama<B> {
     let mut base = model.clone();
     for layer in &mut base.layers {
         layer.self_attn.prefix = None;
-        let a = &mut layer.self_attn;
-        let m = &mut layer.mlp;
-        for lin in [
-            &mut a.q_proj,
-            &mut a.k_proj,
-            &mut a.v_proj,
-            &mut a.o_proj,
-            &mut m.gate_proj,
-            &mut m.up_proj,
-            &mut m.down_proj,
-        ] {
+        for lin in projections_mut(layer) {
             lin.lora = None;
         }
     }
@@ -130,8 +123,7 @@ pub fn without_adapters<B: Backend>(model: &Llama<B>) -> Llama<B> {
 /// Whether any projection of `model` carries an adapter.
 pub fn has_adapters<B: Backend>(model: &Llama<B>) -> bool {
     model.layers.iter().any(|l| {
-        let a = &l.self_attn;
-        let m = &l.mlp;
+        let (a, m) = (&l.self_attn, &l.mlp);
         a.prefix.is_some()
             || [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &m.gate_proj, &m.up_proj, &m.down_proj]
                 .iter()
@@ -141,21 +133,6 @@ pub fn has_adapters<B: Backend>(model: &Llama<B>) -> bool {
 
 /// Folds every LoRA adapter into its weight (for export). P-Tuning v2 prefixes cannot be folded and stay.
 pub fn merge_lora<B: Backend>(mut model: Llama<B>) -> Llama<B> {
-    for layer in &mut model.layers {
-        let a = &mut layer.self_attn;
-        let m = &mut layer.mlp;
-        for lin in [
-            &mut a.q_proj,
-            &mut a.k_proj,
-            &mut a.v_proj,
-            &mut a.o_proj,
-            &mut m.gate_proj,
-            &mut m.up_proj,
-            &mut m.down_proj,
-        ] {
-            let taken = std::mem::replace(lin, placeholder(lin));
-            *lin = taken.merged();
-        }
-    }
+    map_projections(&mut model, |_, lin| lin.merged());
     model
 }

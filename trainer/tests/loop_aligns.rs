@@ -74,16 +74,7 @@ fn win_rate(new: &Llama<Infer>, old: &Llama<Infer>, prompts: &[Vec<u32>]) -> f64
 /// Monte-Carlo KL(new ‖ old) per answer on `new`'s samples.
 fn kl(new: &Llama<Infer>, old: &Llama<Infer>, prompts: &[Vec<u32>]) -> f64 {
     let s = ppo::sample(new, prompts, &sampling(&PpoConfig::default()), 3003);
-    let batch = rollout::SeqBatch::new(&s, 0);
-    let lp = |m: &Llama<Infer>| {
-        rollout::host_rows(rollout::answer_logprobs(rollout::answer_logits(m, &batch, TEMPERATURE), &batch))
-    };
-    let (a, b) = (lp(new), lp(old));
-    let mask = s.mask();
-    let total: f64 = (0..a.len())
-        .map(|i| (0..a[i].len()).map(|t| ((a[i][t] - b[i][t]) * mask[i][t]) as f64).sum::<f64>())
-        .sum();
-    total / prompts.len() as f64
+    rollout::kl_per_answer(new, old, &s, 0, TEMPERATURE).iter().sum::<f64>() / prompts.len() as f64
 }
 
 struct World {

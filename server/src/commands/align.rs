@@ -11,7 +11,7 @@ use trainer::{
     model::Llama,
     peft::{merge_lora, without_adapters},
     ppo::{
-        rollout::{answer_logits, answer_logprobs, host_rows, scores, SeqBatch},
+        rollout::{kl_per_answer, scores, SeqBatch},
         run::{run as run_ppo, IterationRecord, PpoRunConfig, PpoState},
         sample, ActorCritic, PpoConfig, RewardShaping,
     },
@@ -87,9 +87,7 @@ fn evaluate_policy(
             t.into_data().convert::<f32>().to_vec::<f32>().unwrap()
         };
         let (sn, so) = (host(scores(reward, &bn)), host(scores(reward, &bo)));
-        let lp = |m: &Llama<Infer>| host_rows(answer_logprobs(answer_logits(m, &bn, cfg.temperature), &bn));
-        let (a, b) = (lp(policy), lp(reference));
-        let mask = new.mask();
+        kl += kl_per_answer(policy, reference, &new, cfg.pad_id, cfg.temperature).iter().sum::<f64>();
         for j in 0..chunk.len() {
             score += sn[j] as f64;
             base_score += so[j] as f64;
@@ -98,7 +96,6 @@ fn evaluate_policy(
                 Some(std::cmp::Ordering::Equal) => 0.5,
                 _ => 0.0,
             };
-            kl += (0..mask[j].len()).map(|t| ((a[j][t] - b[j][t]) * mask[j][t]) as f64).sum::<f64>();
         }
     }
     let n = prompts.len() as f64;

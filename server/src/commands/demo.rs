@@ -13,7 +13,7 @@ use trainer::{
     backend::{default_device, Infer},
     generate::{generate, GenerateConfig, SamplingConfig},
     model::Llama,
-    ppo::rollout::{answer_logits, answer_logprobs, host_rows, SeqBatch},
+    ppo::rollout::kl_per_answer,
     ppo::Samples,
     registry::Registry,
     tokenizer::TextTokenizer,
@@ -201,14 +201,7 @@ fn measure(
             logprobs: a.logprobs.clone(),
             finished: a.finished.clone(),
         };
-        let batch = SeqBatch::new(&s, pad);
-        let lp =
-            |m: &Llama<Infer>| host_rows(answer_logprobs(answer_logits(m, &batch, args.temperature), &batch));
-        let (x, y) = (lp(new), lp(base));
-        let mask = s.mask();
-        for i in 0..rows.len() {
-            kl += (0..mask[i].len()).map(|t| ((x[i][t] - y[i][t]) * mask[i][t]) as f64).sum::<f64>();
-        }
+        kl += kl_per_answer(new, base, &s, pad, args.temperature).iter().sum::<f64>();
     }
     let n = n.max(1) as f64;
     Ok(serde_json::json!({

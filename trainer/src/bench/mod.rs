@@ -110,28 +110,26 @@ pub struct BenchResult {
     pub new_tokens: usize,
 }
 
-/// Peak resident set size of this process in MiB (`VmHWM`; 0 where /proc is unavailable).
-pub fn peak_rss_mb() -> f64 {
+/// A `/proc/self/status` memory line (`VmHWM`, `VmRSS`) in MiB; 0 where /proc is unavailable.
+fn status_mb(key: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(key))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// Peak resident set size of this process in MiB (`VmHWM`).
+pub fn peak_rss_mb() -> f64 {
+    status_mb("VmHWM:")
+}
+
 /// Resident memory of this process now in MiB (`VmRSS`).
 pub fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
+    status_mb("VmRSS:")
 }
 
 /// (median, min, max) of timings.

@@ -128,6 +128,26 @@ pub fn entropy<B: Backend>(logits: Tensor<B, 3>) -> Tensor<B, 2> {
     softmax(logits, 2).mul(logp).sum_dim(2).neg().reshape([b, r])
 }
 
+/// Σ_t (log π_a − log π_b) over each sample's answer tokens, both at `temperature`: when the samples were drawn
+/// from `a`, the Monte-Carlo estimate of KL(a ‖ b) per answer. One value per sample.
+pub fn kl_per_answer<B: Backend>(
+    a: &Llama<B>,
+    b: &Llama<B>,
+    samples: &Samples,
+    pad: u32,
+    temperature: f32,
+) -> Vec<f64> {
+    let batch = SeqBatch::new(samples, pad);
+    let lp = |m: &Llama<B>| host_rows(answer_logprobs(answer_logits(m, &batch, temperature), &batch));
+    let (x, y) = (lp(a), lp(b));
+    samples
+        .mask()
+        .iter()
+        .enumerate()
+        .map(|(i, m)| m.iter().enumerate().map(|(t, m)| ((x[i][t] - y[i][t]) * m) as f64).sum())
+        .collect()
+}
+
 /// The critic's value before each answer token (at the position that predicts it): `[rows, r]`.
 pub fn answer_values<B: Backend>(critic: &RewardModel<B>, batch: &SeqBatch) -> Tensor<B, 2> {
     let device = critic.score.weight.device();

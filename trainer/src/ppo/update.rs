@@ -2,10 +2,7 @@
 //! vf_coef × clipped value loss, one backward through actor and critic, one AdamW step; early stop when the
 //! policy has moved too far (approximate KL).
 
-use burn::{
-    optim::{GradientsParams, Optimizer},
-    tensor::backend::Backend,
-};
+use burn::optim::{GradientsParams, Optimizer};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -40,8 +37,8 @@ pub struct UpdateStats {
     pub early_stopped: bool,
 }
 
-fn scalar<B: Backend>(t: burn::tensor::Tensor<B, 1>) -> f64 {
-    t.into_data().convert::<f32>().to_vec::<f32>().expect("f32")[0] as f64
+fn scalar<B: burn::tensor::backend::Backend>(t: burn::tensor::Tensor<B, 1>) -> f64 {
+    crate::rl::losses::scalar(t) as f64
 }
 
 fn select(rows: &[Vec<f32>], idx: &[usize]) -> Vec<Vec<f32>> {

@@ -16,7 +16,8 @@ pub struct LossOut<B: Backend> {
     pub stats: Vec<(&'static str, f32)>,
 }
 
-fn scalar<B: Backend>(t: Tensor<B, 1>) -> f32 {
+/// The value of a one-element tensor on the host.
+pub fn scalar<B: Backend>(t: Tensor<B, 1>) -> f32 {
     t.into_data().convert::<f32>().to_vec::<f32>().expect("f32")[0]
 }
 

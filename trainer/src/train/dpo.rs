@@ -96,8 +96,8 @@ impl<X> DpoTask<X> {
     }
 }
 
-fn scalar<B: burn::tensor::backend::Backend>(t: Tensor<B, 1>) -> f64 {
-    t.into_data().convert::<f32>().to_vec::<f32>().expect("f32")[0] as f64
+fn scalar<B: burn::tensor::backend::Backend>(t: burn::tensor::Tensor<B, 1>) -> f64 {
+    crate::rl::losses::scalar(t) as f64
 }
 
 impl<B: TrainBackend> Task for DpoTask<B> {
