@@ -15,7 +15,7 @@ use trainer::{
         run::{run as run_ppo, IterationRecord, PpoRunConfig, PpoState},
         sample, ActorCritic, PpoConfig, RewardShaping,
     },
-    registry::{Lineage, Trained},
+    registry::Lineage,
     rl::kl::KlController,
     rm::RewardModel,
     train::{
@@ -28,8 +28,8 @@ use trainer::{
 use super::{
     progress::Progress,
     train::{
-        adapt, adapters, finish, lora_config, mib, plan, prepare_base, setup, snapshot, train, tuning,
-        tuning_name, Fit,
+        adapt, adapters, lora_config, mib, plan, prepare_base, setup, snapshot, train, tuning, tuning_name,
+        Fit,
     },
     train_data::{dpo_pairs, prompt_set},
 };
@@ -111,7 +111,7 @@ fn evaluate_policy(
 pub fn ppo(a: TrainPpoArgs) -> anyhow::Result<()> {
     let args = &a.train;
     anyhow::ensure!(a.temperature > 0.0, "--temperature must be above 0 for PPO");
-    let s = setup(args, "ppo", 3e-6)?;
+    let mut s = setup(args, "ppo", 3e-6)?;
     let device = default_device();
     let (reward, _) = s.reg.load_reward_model::<Infer>(&a.reward, &device)?;
     if reward.trunk.config.vocab_size != s.config.vocab_size {
@@ -161,7 +161,8 @@ pub fn ppo(a: TrainPpoArgs) -> anyhow::Result<()> {
         mib(total)
     );
 
-    let base = trainer::model::weights::from_tensors::<Train>(&s.config, s.tensors, &device)?;
+    let base =
+        trainer::model::weights::from_tensors::<Train>(&s.config, std::mem::take(&mut s.tensors), &device)?;
     let (model, reference) = match adapters {
         true => {
             // One frozen base (NF4 with --qlora); the actor and the critic each get their own adapter on it.
@@ -256,18 +257,14 @@ pub fn ppo(a: TrainPpoArgs) -> anyhow::Result<()> {
         metrics: serde_json::to_value(&metrics)?,
         run_dir: s.run_dir.display().to_string(),
     };
-    let tok = s.tokenizer;
-    let new = Trained {
-        id: s.name.clone(),
-        kind: "policy".into(),
-        parents: vec![s.base.clone(), a.reward.clone()],
-        num_params: s.config.num_params(),
-        architecture: s.config.architecture.clone(),
+    s.store(
+        "policy",
+        std::slice::from_ref(&a.reward),
+        s.config.architecture.clone(),
         lineage,
-    };
-    s.reg.add_trained(new, |dir| trainer::io::hf::save_dir(&actor, &tok, dir))?;
-    finish(&s.run_dir, &s.name, "policy", &metrics);
-    Ok(())
+        &metrics,
+        |dir, tok| trainer::io::hf::save_dir(&actor, tok, dir),
+    )
 }
 
 fn fit_dpo<B: TrainBackend>(
@@ -289,7 +286,7 @@ fn fit_dpo<B: TrainBackend>(
 /// Runs `alignbox train dpo`.
 pub fn dpo(a: TrainDpoArgs) -> anyhow::Result<()> {
     let args = &a.train;
-    let s = setup(args, "dpo", 1e-6)?;
+    let mut s = setup(args, "dpo", 1e-6)?;
     let device = default_device();
     let eos = s.tokenizer.eos_id().or(s.config.eos_token_ids.first().copied());
     let data = snapshot(&s.run_dir, || {
@@ -316,9 +313,16 @@ pub fn dpo(a: TrainDpoArgs) -> anyhow::Result<()> {
     drop(reference);
     let fit = Fit { config: &s.config, args, run: &run, run_dir: &s.run_dir };
     let (policy, metrics, state) = if args.grad_checkpointing {
-        fit_dpo::<TrainCheckpointed>(&fit, s.tensors, a.beta, pad, train_items, eval_items)?
+        fit_dpo::<TrainCheckpointed>(
+            &fit,
+            std::mem::take(&mut s.tensors),
+            a.beta,
+            pad,
+            train_items,
+            eval_items,
+        )?
     } else {
-        fit_dpo::<Train>(&fit, s.tensors, a.beta, pad, train_items, eval_items)?
+        fit_dpo::<Train>(&fit, std::mem::take(&mut s.tensors), a.beta, pad, train_items, eval_items)?
     };
     let policy: Llama<Infer> = merge_lora(policy);
     let lineage = Lineage {
@@ -330,16 +334,7 @@ pub fn dpo(a: TrainDpoArgs) -> anyhow::Result<()> {
         metrics: serde_json::to_value(&metrics)?,
         run_dir: s.run_dir.display().to_string(),
     };
-    let tok = s.tokenizer;
-    let new = Trained {
-        id: s.name.clone(),
-        kind: "policy".into(),
-        parents: vec![s.base.clone()],
-        num_params: s.config.num_params(),
-        architecture: s.config.architecture.clone(),
-        lineage,
-    };
-    s.reg.add_trained(new, |dir| trainer::io::hf::save_dir(&policy, &tok, dir))?;
-    finish(&s.run_dir, &s.name, "policy", &metrics);
-    Ok(())
+    s.store("policy", &[], s.config.architecture.clone(), lineage, &metrics, |dir, tok| {
+        trainer::io::hf::save_dir(&policy, tok, dir)
+    })
 }

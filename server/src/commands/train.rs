@@ -70,6 +70,32 @@ pub(super) struct Setup {
     pub(super) run: RunConfig,
 }
 
+impl Setup {
+    /// Stores the run's result as version `self.name` (its parents: the base, then `more_parents`), prints the
+    /// summary line and drops the checkpoint (the metric log and the data snapshot stay with the run).
+    pub(super) fn store(
+        &self,
+        kind: &str,
+        more_parents: &[String],
+        architecture: String,
+        lineage: Lineage,
+        metrics: &Metrics,
+        write: impl FnOnce(&Path, &TextTokenizer) -> Result<(), trainer::io::LoadError>,
+    ) -> anyhow::Result<()> {
+        let new = Trained {
+            id: self.name.clone(),
+            kind: kind.into(),
+            parents: std::iter::once(self.base.clone()).chain(more_parents.iter().cloned()).collect(),
+            num_params: self.config.num_params(),
+            architecture,
+            lineage,
+        };
+        self.reg.add_trained(new, |dir| write(dir, &self.tokenizer))?;
+        finish(&self.run_dir, &self.name, kind, metrics);
+        Ok(())
+    }
+}
+
 pub(super) fn setup(args: &TrainArgs, stage: &str, default_lr: f64) -> anyhow::Result<Setup> {
     let (lock, store) = DataDir::open_store(&args.data.data_dir)?;
     let reg = Registry::new(&args.data.data_dir);
@@ -387,7 +413,7 @@ fn fit_sft<B: TrainBackend>(
 
 fn train_rm(a: TrainRmArgs) -> anyhow::Result<()> {
     let args = &a.train;
-    let s = setup(args, "rm", 1e-5)?;
+    let mut s = setup(args, "rm", 1e-5)?;
     let eos = s.tokenizer.eos_id().or(s.config.eos_token_ids.first().copied());
     let ties = match a.ties {
         TiesArg::Exclude => TieModel::Exclude,
@@ -433,9 +459,9 @@ fn train_rm(a: TrainRmArgs) -> anyhow::Result<()> {
     };
     let fit = Fit { config: &s.config, args, run: &run, run_dir: &s.run_dir };
     let (model, metrics, state) = if args.grad_checkpointing {
-        fit_rm::<TrainCheckpointed>(&fit, s.tensors, head, &cfg, &data)?
+        fit_rm::<TrainCheckpointed>(&fit, std::mem::take(&mut s.tensors), head, &cfg, &data)?
     } else {
-        fit_rm::<Train>(&fit, s.tensors, head, &cfg, &data)?
+        fit_rm::<Train>(&fit, std::mem::take(&mut s.tensors), head, &cfg, &data)?
     };
     let model = RewardModel { trunk: merge_lora(model.trunk), score: model.score };
     let lineage = Lineage {
@@ -448,18 +474,9 @@ fn train_rm(a: TrainRmArgs) -> anyhow::Result<()> {
         run_dir: s.run_dir.display().to_string(),
     };
     let arch = s.config.architecture.replace("ForCausalLM", "ForSequenceClassification");
-    let tok = s.tokenizer;
-    let new = Trained {
-        id: s.name.clone(),
-        kind: "reward_model".into(),
-        parents: vec![s.base.clone()],
-        num_params: s.config.num_params(),
-        architecture: arch,
-        lineage,
-    };
-    s.reg.add_trained(new, |dir| trainer::io::reward::save_dir(&model, &tok, dir))?;
-    finish(&s.run_dir, &s.name, "reward_model", &metrics);
-    Ok(())
+    s.store("reward_model", &[], arch, lineage, &metrics, |dir, tok| {
+        trainer::io::reward::save_dir(&model, tok, dir)
+    })
 }
 
 fn train_policy(args: TrainArgs, stage: Stage) -> anyhow::Result<()> {
@@ -467,7 +484,7 @@ fn train_policy(args: TrainArgs, stage: Stage) -> anyhow::Result<()> {
         Stage::Sft => ("sft", "train sft"),
         Stage::Pretrain { .. } => ("pretrain", "train pretrain"),
     };
-    let s = setup(&args, stage_name, 2e-5)?;
+    let mut s = setup(&args, stage_name, 2e-5)?;
     let eos = s.tokenizer.eos_id().or(s.config.eos_token_ids.first().copied());
     let data: Split<Example> = snapshot(&s.run_dir, || match &stage {
         Stage::Sft => train_data::sft_examples(
@@ -521,9 +538,9 @@ fn train_policy(args: TrainArgs, stage: Stage) -> anyhow::Result<()> {
     };
     let fit = Fit { config: &s.config, args: &args, run: &run, run_dir: &s.run_dir };
     let (model, metrics, state) = if args.grad_checkpointing {
-        fit_sft::<TrainCheckpointed>(&fit, s.tensors, &cfg, &data)?
+        fit_sft::<TrainCheckpointed>(&fit, std::mem::take(&mut s.tensors), &cfg, &data)?
     } else {
-        fit_sft::<Train>(&fit, s.tensors, &cfg, &data)?
+        fit_sft::<Train>(&fit, std::mem::take(&mut s.tensors), &cfg, &data)?
     };
     let model: Llama<Infer> = merge_lora(model);
     let lineage = Lineage {
@@ -535,18 +552,9 @@ fn train_policy(args: TrainArgs, stage: Stage) -> anyhow::Result<()> {
         metrics: serde_json::to_value(&metrics)?,
         run_dir: s.run_dir.display().to_string(),
     };
-    let tok = s.tokenizer;
-    let new = Trained {
-        id: s.name.clone(),
-        kind: "policy".into(),
-        parents: vec![s.base.clone()],
-        num_params: s.config.num_params(),
-        architecture: s.config.architecture.clone(),
-        lineage,
-    };
-    s.reg.add_trained(new, |dir| trainer::io::hf::save_dir(&model, &tok, dir))?;
-    finish(&s.run_dir, &s.name, "policy", &metrics);
-    Ok(())
+    s.store("policy", &[], s.config.architecture.clone(), lineage, &metrics, |dir, tok| {
+        trainer::io::hf::save_dir(&model, tok, dir)
+    })
 }
 
 /// Runs `alignbox eval …`.

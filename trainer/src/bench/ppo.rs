@@ -16,36 +16,14 @@ use crate::{
     backend::{Infer, Train},
     model::{init, Llama},
     peft::{add_lora, without_adapters, LoraConfig},
-    ppo::{iteration, ActorCritic, Frozen, PpoConfig, RewardShaping},
-    rl::kl::KlController,
+    ppo::{iteration, ActorCritic, Frozen, PpoConfig},
     rm::RewardModel,
     rng::Rng,
 };
 
-/// The workload's PPO settings.
+/// The workload's PPO settings: [`PpoConfig`]'s defaults are WORKLOAD.md's (TRL's).
 pub fn workload_config() -> PpoConfig {
-    PpoConfig {
-        temperature: 0.7,
-        max_new_tokens: 64,
-        stop_ids: Vec::new(),
-        pad_id: 0,
-        shaping: RewardShaping {
-            beta: 0.05,
-            missing_eos_penalty: None,
-            score_clip: None,
-            gamma: 1.0,
-            lambda: 0.95,
-            whiten_advantages: true,
-        },
-        kl: KlController::Fixed { beta: 0.05 },
-        clip: 0.2,
-        value_clip: 0.2,
-        vf_coef: 0.1,
-        epochs: 1,
-        minibatches: 2,
-        lr: 3e-6,
-        stop_kl: None,
-    }
+    PpoConfig::default()
 }
 
 /// Runs the workload on `policy` (the reward and value models are a seeded random trunk of the same config with
