@@ -110,6 +110,37 @@ pub struct BenchResult {
     pub new_tokens: usize,
 }
 
+impl BenchResult {
+    /// A result with the timing statistics of `times` (seconds per timed call), the peak memory so far, the
+    /// implementation and backend; the workload sets its throughput keys.
+    pub fn timed(bench: String, model: &str, threads: usize, times: Vec<f64>, shape: [usize; 3]) -> Self {
+        let (median_s, min_s, max_s) = stats(times);
+        let [batch, prompt_len, new_tokens] = shape;
+        Self {
+            bench,
+            model: model.into(),
+            threads,
+            median_s,
+            min_s,
+            max_s,
+            peak_rss_mb: peak_rss_mb(),
+            rss_after_setup_mb: None,
+            new_tokens_per_s: None,
+            pairs_per_s: None,
+            tokens_per_s: None,
+            examples_per_s: None,
+            episodes_per_s: None,
+            phases_s: None,
+            variant: None,
+            implementation: "alignbox".into(),
+            backend: crate::backend::name().into(),
+            batch,
+            prompt_len,
+            new_tokens,
+        }
+    }
+}
+
 /// A `/proc/self/status` memory line (`VmHWM`, `VmRSS`) in MiB; 0 where /proc is unavailable.
 fn status_mb(key: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -194,29 +225,10 @@ pub fn gen<B: Backend>(
                 times.push(dt);
             }
         }
-        let (median, min, max) = stats(times);
-        results.push(BenchResult {
-            bench: bench.into(),
-            model: model_name.into(),
-            threads,
-            median_s: median,
-            min_s: min,
-            max_s: max,
-            peak_rss_mb: peak_rss_mb(),
-            rss_after_setup_mb: None,
-            new_tokens_per_s: Some((w.batch * new_tokens) as f64 / median),
-            pairs_per_s: None,
-            tokens_per_s: None,
-            examples_per_s: None,
-            episodes_per_s: None,
-            phases_s: None,
-            variant: None,
-            implementation: "alignbox".into(),
-            backend: crate::backend::name().into(),
-            batch: w.batch,
-            prompt_len: w.prompt_len,
-            new_tokens,
-        });
+        let mut r =
+            BenchResult::timed(bench.into(), model_name, threads, times, [w.batch, w.prompt_len, new_tokens]);
+        r.new_tokens_per_s = Some((w.batch * new_tokens) as f64 / r.median_s);
+        results.push(r);
     }
     results
 }
@@ -268,27 +280,10 @@ pub fn rm<B: crate::backend::TrainBackend>(
             times.push(t.elapsed().as_secs_f64());
         }
     }
-    let (median, min, max) = stats(times);
-    BenchResult {
-        bench: variant.bench("rm"),
-        model: model_name.into(),
-        threads,
-        median_s: median,
-        min_s: min,
-        max_s: max,
-        peak_rss_mb: peak_rss_mb(),
-        rss_after_setup_mb: Some(setup_rss),
-        new_tokens_per_s: None,
-        pairs_per_s: Some(8.0 / median),
-        tokens_per_s: Some(16.0 * 128.0 / median),
-        examples_per_s: None,
-        episodes_per_s: None,
-        phases_s: None,
-        variant: Some(variant.name().into()),
-        implementation: "alignbox".into(),
-        backend: crate::backend::name().into(),
-        batch: 16,
-        prompt_len: 64,
-        new_tokens: 0,
-    }
+    let mut r = BenchResult::timed(variant.bench("rm"), model_name, threads, times, [16, 64, 0]);
+    r.rss_after_setup_mb = Some(setup_rss);
+    r.pairs_per_s = Some(8.0 / r.median_s);
+    r.tokens_per_s = Some(16.0 * 128.0 / r.median_s);
+    r.variant = Some(variant.name().into());
+    r
 }

@@ -11,7 +11,7 @@ use std::{collections::BTreeMap, time::Instant};
 
 use burn::{module::AutodiffModule, optim::AdamWConfig};
 
-use super::{peak_rss_mb, stats, BenchResult};
+use super::{stats, BenchResult};
 use crate::{
     backend::{Infer, Train},
     model::{init, Llama},
@@ -91,27 +91,9 @@ pub fn ppo(
             }
         }
     }
-    let (median, min, max) = stats(totals);
-    BenchResult {
-        bench: "ppo".into(),
-        model: model_name.into(),
-        threads,
-        median_s: median,
-        min_s: min,
-        max_s: max,
-        peak_rss_mb: peak_rss_mb(),
-        rss_after_setup_mb: None,
-        new_tokens_per_s: None,
-        pairs_per_s: None,
-        tokens_per_s: None,
-        examples_per_s: None,
-        episodes_per_s: Some(8.0 / median),
-        phases_s: Some(phases.into_iter().map(|(k, v)| (k, stats(v).0)).collect()),
-        variant: Some(if lora { "lora" } else { "full" }.into()),
-        implementation: "alignbox".into(),
-        backend: crate::backend::name().into(),
-        batch: 8,
-        prompt_len: 64,
-        new_tokens: 64,
-    }
+    let mut r = BenchResult::timed("ppo".into(), model_name, threads, totals, [8, 64, 64]);
+    r.episodes_per_s = Some(8.0 / r.median_s);
+    r.phases_s = Some(phases.into_iter().map(|(k, v)| (k, stats(v).0)).collect());
+    r.variant = Some(if lora { "lora" } else { "full" }.into());
+    r
 }

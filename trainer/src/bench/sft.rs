@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use super::{peak_rss_mb, stats, BenchResult, Variant};
+use super::{BenchResult, Variant};
 use crate::{
     backend::Train,
     rng::Rng,
@@ -40,27 +40,10 @@ pub fn sft(
             times.push(t.elapsed().as_secs_f64());
         }
     }
-    let (median, min, max) = stats(times);
-    BenchResult {
-        bench: variant.bench("sft"),
-        model: model_name.into(),
-        threads,
-        median_s: median,
-        min_s: min,
-        max_s: max,
-        peak_rss_mb: peak_rss_mb(),
-        rss_after_setup_mb: Some(setup_rss),
-        new_tokens_per_s: None,
-        pairs_per_s: None,
-        tokens_per_s: Some(8.0 * 128.0 / median),
-        examples_per_s: Some(8.0 / median),
-        episodes_per_s: None,
-        phases_s: None,
-        variant: Some(variant.name().into()),
-        implementation: "alignbox".into(),
-        backend: crate::backend::name().into(),
-        batch: 8,
-        prompt_len: 64,
-        new_tokens: 0,
-    }
+    let mut r = BenchResult::timed(variant.bench("sft"), model_name, threads, times, [8, 64, 0]);
+    r.rss_after_setup_mb = Some(setup_rss);
+    r.tokens_per_s = Some(8.0 * 128.0 / r.median_s);
+    r.examples_per_s = Some(8.0 / r.median_s);
+    r.variant = Some(variant.name().into());
+    r
 }
