@@ -73,6 +73,15 @@ pub enum Command {
     /// Evaluate a stored model on the stored data.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Fresh candidates from the current policy: re-issue up to --resample judged prompts as new items, then
+    /// answer every prompt that has no candidates yet.
+    Candidates(CandidatesArgs),
+    /// Export a model version as a bundle under <data-dir>/exports/<name>/: `model/` (HF directory, adapters
+    /// merged; a reward model as LlamaForSequenceClassification), `adapter/` (the LoRA adapter alone, PEFT
+    /// layout, when the version was trained with one), `data/rankings.jsonl` and `data/pairs.jsonl` (the
+    /// preference data), and `manifest.json` (lineage of every ancestor, data hashes, metrics, config, file
+    /// checksums).
+    Bundle(BundleArgs),
     /// The whole loop on the base policy with a simulated annotator (hidden rule: concise, finished answers):
     /// candidates → rankings → reward model → PPO and DPO policies, then the rule's win-rate of each against the
     /// base and the KL on held-out prompts. Resumable: finished stages are skipped.
@@ -120,6 +129,38 @@ pub struct DemoArgs {
     /// Seed of the splits and samplers.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+/// Options of `alignbox candidates`.
+#[derive(Debug, Args, Clone)]
+pub struct CandidatesArgs {
+    /// Judged prompts to re-issue with fresh candidates (most recently judged first; each root prompt once).
+    #[arg(long, default_value_t = 0)]
+    pub resample: usize,
+    /// The policy that answers (default: the current policy).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Candidates per prompt.
+    #[arg(long, default_value_t = 4)]
+    pub k: usize,
+    /// Longest answer in tokens.
+    #[arg(long, default_value_t = 160)]
+    pub max_new_tokens: usize,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+/// Options of `alignbox bundle`.
+#[derive(Debug, Args, Clone)]
+pub struct BundleArgs {
+    /// The model version.
+    pub model: String,
+    /// The bundle's directory name under <data-dir>/exports (default: the version id); letters, digits, `-`,
+    /// `_` and `.` only.
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub data: DataArgs,
 }
 
 /// `alignbox train …` (the server must be stopped: the store is locked while it runs).
@@ -341,6 +382,19 @@ pub struct PretrainArgs {
     pub block: usize,
 }
 
+impl TrainCommand {
+    /// The options every stage shares.
+    pub fn common(&self) -> &TrainArgs {
+        match self {
+            Self::Rm(a) => &a.train,
+            Self::Sft(a) => a,
+            Self::Pretrain(a) => &a.train,
+            Self::Ppo(a) => &a.train,
+            Self::Dpo(a) => &a.train,
+        }
+    }
+}
+
 /// `alignbox eval …`.
 #[derive(Debug, Subcommand)]
 pub enum EvalCommand {
@@ -353,9 +407,48 @@ pub enum EvalCommand {
         /// Evaluate on every stored ranking instead of the held-out split.
         #[arg(long)]
         all: bool,
+        /// Use the held-out split of this (other) reward model's training run: two reward models compared on
+        /// the same prompts.
+        #[arg(long, conflicts_with = "all")]
+        split_of: Option<String>,
         #[command(flatten)]
         data: DataArgs,
     },
+    /// A policy against another on held-out prompts, judged by a reward model: the share of prompts where the
+    /// RM scores its answer above the other's (win-rate, with a 95% Wilson interval), mean scores, KL to the
+    /// other policy per answer, answer length and distinct-2.
+    Policy(EvalPolicyArgs),
+}
+
+/// Options of `alignbox eval policy`.
+#[derive(Debug, Args, Clone)]
+pub struct EvalPolicyArgs {
+    /// The policy version evaluated.
+    #[arg(long)]
+    pub model: String,
+    /// The policy it is compared with (default: its first parent).
+    #[arg(long)]
+    pub against: Option<String>,
+    /// The reward-model version that judges.
+    #[arg(long)]
+    pub reward: String,
+    /// Held-out prompts used (at most).
+    #[arg(long, default_value_t = 32)]
+    pub prompts: usize,
+    /// Share of prompts held out (the split of training runs with the same seed).
+    #[arg(long, default_value_t = 0.1)]
+    pub eval_fraction: f64,
+    /// Seed of the split and the samplers.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Longest answer.
+    #[arg(long, default_value_t = 64)]
+    pub max_new_tokens: usize,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
+    #[command(flatten)]
+    pub data: DataArgs,
 }
 
 /// The data directory option shared by commands that read or write it.

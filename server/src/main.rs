@@ -2,12 +2,14 @@
 
 mod cli;
 mod commands;
+mod control;
 mod datadir;
+mod http;
+mod jobs;
 mod logging;
 mod router;
 mod serve;
 mod site;
-mod worker;
 
 use std::process::ExitCode;
 
@@ -23,8 +25,10 @@ fn main() -> ExitCode {
         cli::Command::Bench(cmd) => commands::bench::run(cmd),
         cli::Command::Users(cmd) => commands::users::run(cmd),
         cli::Command::Train(cmd) => commands::train::run(*cmd),
-        cli::Command::Eval(cmd) => commands::train::eval(cmd),
+        cli::Command::Eval(cmd) => commands::evaluate::run(cmd),
         cli::Command::Demo(args) => commands::demo::run(args),
+        cli::Command::Candidates(args) => commands::candidates::run(args),
+        cli::Command::Bundle(args) => commands::bundle::run(args),
         cli::Command::Import { file, data } => commands::import::run(&file, &data.data_dir),
         cli::Command::Export { what, out, data } => {
             commands::import::export(&what, out.as_deref(), &data.data_dir)

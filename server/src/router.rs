@@ -1,6 +1,10 @@
 //! The HTTP surface: leptos pages and server functions, `/pkg/*`, `/healthz`.
 
-use axum::{extract::State, routing::get, Json, Router};
+use axum::{
+    extract::State,
+    routing::{get, post},
+    Json, Router,
+};
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tower_http::trace::TraceLayer;
@@ -21,6 +25,8 @@ pub struct AppState {
     pub ctx: ServerContext,
     /// Where the client bundle is served from.
     pub site: Site,
+    /// The policy loaded for `/v1/chat/completions`.
+    pub serving: std::sync::Arc<crate::http::openai::Serving>,
 }
 
 /// The leptos options for a server listening on `addr`.
@@ -35,12 +41,18 @@ pub fn build(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/pkg/{file}", get(serve_pkg))
+        .route("/metrics", get(crate::http::metrics::handler))
+        .route("/api/events", get(crate::http::live::events))
+        .route("/api/exports/{name}/{*file}", get(crate::http::live::download))
+        .route("/v1/models", get(crate::http::openai::models))
+        .route("/v1/chat/completions", post(crate::http::openai::chat))
         .leptos_routes_with_context(&state, routes, move || provide_context(ctx.clone()), {
             let options = state.leptos.clone();
             move || shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(axum::middleware::from_fn(crate::http::metrics::count))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -30,23 +30,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let db = store::Store::open(&data.store_path())
         .with_context(|| format!("opening the store in {}", data.store_path().display()))?;
     crate::commands::users::ensure_admin(&db)?;
-    let worker = match (&policy, args.candidates) {
-        (Some(id), k) if k > 0 => Some(crate::worker::CandidateWorker::spawn(
-            db.clone(),
-            registry.clone(),
-            id.clone(),
-            crate::worker::WorkerConfig {
-                k,
-                max_new_tokens: args.candidate_tokens,
-                temperature: 0.8,
-                top_p: 0.95,
-            },
-        )?),
-        _ => None,
-    };
+    let idle = (args.candidates > 0).then(|| crate::commands::candidates::SampleConfig {
+        k: args.candidates.max(2),
+        max_new_tokens: args.candidate_tokens,
+        temperature: 0.8,
+        top_p: 0.95,
+    });
+    let jobs = crate::jobs::Runner::spawn(data.root(), db.clone(), idle)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(serve(args, &data, db.clone(), policy));
-    drop(worker);
+    drop(jobs);
     let flushed = db.flush().context("flushing the store on shutdown");
     if flushed.is_ok() {
         tracing::info!("store flushed, bye");
@@ -71,14 +64,20 @@ async fn serve(
         );
     }
     let ctx = app::ssr::ServerContext {
-        store: db,
+        store: db.clone(),
         started: Instant::now(),
         backend: trainer::backend::name(),
         policy,
         overlap: args.overlap.max(1),
         secure_cookies: args.secure_cookies,
+        data_dir: data.root().to_path_buf(),
+        control: std::sync::Arc::new(crate::control::ServerControl {
+            data_dir: data.root().to_path_buf(),
+            store: db.clone(),
+            reg: trainer::registry::Registry::new(data.root()),
+        }),
     };
-    let state = AppState { leptos: router::leptos_options(addr), ctx, site };
+    let state = AppState { leptos: router::leptos_options(addr), ctx, site, serving: Default::default() };
     tracing::info!(%addr, data_dir = %data.root().display(), backend = trainer::backend::name(), policy = ?state.ctx.policy, "serving");
     let app = router::build(state);
     // The one line on stdout: scripts and tests read the address from it.

@@ -8,6 +8,8 @@ pub mod annotation;
 mod durability;
 pub mod export;
 pub mod import;
+pub mod jobs;
+pub mod keys;
 pub mod model;
 mod schema;
 
@@ -71,6 +73,12 @@ pub mod trees {
     pub const ASSIGN_COUNTS: &str = "assign_counts";
     /// id → [`crate::AuditEvent`].
     pub const AUDIT: &str = "audit";
+    /// id → [`crate::jobs::Job`].
+    pub const JOBS: &str = "jobs";
+    /// job id ‖ sequence → [`crate::jobs::LogLine`] (log lines and metric events of a job).
+    pub const JOB_LOG: &str = "job_log";
+    /// sha256(key) → [`crate::keys::ApiKey`].
+    pub const API_KEYS: &str = "api_keys";
 }
 
 /// Big-endian key of an id.
@@ -94,7 +102,7 @@ pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("records serialise")
 }
 
-fn decode<T: DeserializeOwned>(tree: &'static str, k: &[u8], v: &[u8]) -> Result<T, StoreError> {
+pub(crate) fn decode<T: DeserializeOwned>(tree: &'static str, k: &[u8], v: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(v).map_err(|e| StoreError::Corrupt { tree, key: hex(k), why: e.to_string() })
 }
 
@@ -120,10 +128,13 @@ pub struct Store {
     assignments: Tree,
     assign_counts: Tree,
     audit: Tree,
+    jobs: Tree,
+    job_log: Tree,
+    api_keys: Tree,
 }
 
 /// Turns a transaction's error into ours.
-fn tx_err(e: TransactionError<StoreError>) -> StoreError {
+pub(crate) fn tx_err(e: TransactionError<StoreError>) -> StoreError {
     match e {
         TransactionError::Abort(e) => e,
         TransactionError::Storage(e) => StoreError::Sled(e),
@@ -149,7 +160,7 @@ pub fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
     }
 }
 
-fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
+pub(crate) fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
     ConflictableTransactionError::Abort(e)
 }
 
@@ -176,6 +187,9 @@ impl Store {
             assignments: t(trees::ASSIGNMENTS)?,
             assign_counts: t(trees::ASSIGN_COUNTS)?,
             audit: t(trees::AUDIT)?,
+            jobs: t(trees::JOBS)?,
+            job_log: t(trees::JOB_LOG)?,
+            api_keys: t(trees::API_KEYS)?,
             commit: Default::default(),
             db,
         };
@@ -203,7 +217,7 @@ impl Store {
         Ok(self.db.generate_id()? + 1)
     }
 
-    fn get<T: DeserializeOwned>(
+    pub(crate) fn get<T: DeserializeOwned>(
         &self,
         tree: &Tree,
         name: &'static str,
@@ -215,7 +229,7 @@ impl Store {
         }
     }
 
-    fn all<T: DeserializeOwned>(&self, tree: &Tree, name: &'static str) -> Result<Vec<T>, StoreError> {
+    pub(crate) fn all<T: DeserializeOwned>(&self, tree: &Tree, name: &'static str) -> Result<Vec<T>, StoreError> {
         tree.iter().map(|r| r.map_err(StoreError::from).and_then(|(k, v)| decode(name, &k, &v))).collect()
     }
 
@@ -326,7 +340,7 @@ impl Store {
 
     // ----- audit -----
 
-    fn event(&self, actor: &str, action: &str, detail: String) -> Result<AuditEvent, StoreError> {
+    pub(crate) fn event(&self, actor: &str, action: &str, detail: String) -> Result<AuditEvent, StoreError> {
         Ok(AuditEvent {
             id: self.new_id()?,
             at_ms: now_ms(),
@@ -401,6 +415,63 @@ impl Store {
     /// Every ranking, by id.
     pub fn rankings(&self) -> Result<Vec<Ranking>, StoreError> {
         self.all(&self.rankings, trees::RANKINGS)
+    }
+
+    /// A JSON document stored under `name` in the meta tree (loop settings, loop state), if any.
+    pub fn meta_json<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
+        match self.meta.get(name.as_bytes())? {
+            Some(v) => Ok(Some(decode(trees::META, name.as_bytes(), &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Replaces the JSON document `name` in the meta tree, with an audit event. Durable on return.
+    pub fn set_meta_json<T: Serialize>(
+        &self,
+        name: &str,
+        value: &T,
+        actor: &str,
+        what: &str,
+    ) -> Result<(), StoreError> {
+        let event = self.event(actor, &format!("{name}.set"), what.to_string())?;
+        let bytes = encode(value);
+        (&self.meta, &self.audit)
+            .transaction(|(meta, audit)| {
+                meta.insert(name.as_bytes(), bytes.as_slice())?;
+                audit.insert(&key(event.id), encode(&event))?;
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.flush()?;
+        Ok(())
+    }
+
+    /// Changes the JSON document `name` in the meta tree atomically (from `T::default()` when absent) and
+    /// returns the new value. Durable on return.
+    pub fn update_meta_json<T: Serialize + DeserializeOwned + Default>(
+        &self,
+        name: &str,
+        f: impl Fn(&mut T),
+    ) -> Result<T, StoreError> {
+        let value = self
+            .meta
+            .transaction(|meta| {
+                let mut v: T = match meta.get(name.as_bytes())? {
+                    Some(bytes) => decode(trees::META, name.as_bytes(), &bytes).map_err(abort)?,
+                    None => T::default(),
+                };
+                f(&mut v);
+                meta.insert(name.as_bytes(), encode(&v))?;
+                Ok(v)
+            })
+            .map_err(tx_err)?;
+        self.flush()?;
+        Ok(value)
+    }
+
+    /// Number of stored rankings (cheap: no decoding).
+    pub fn ranking_count(&self) -> usize {
+        self.rankings.len()
     }
 
     /// The annotation guidelines shown beside every item (Markdown-free plain text).

@@ -86,6 +86,19 @@ pub struct Prompt {
 }
 
 impl Prompt {
+    /// Source prefix of a prompt re-issued for fresh candidates from a newer policy: `resample:<root id>:…`.
+    pub const RESAMPLE: &'static str = "resample:";
+
+    /// The prompt this one was re-issued from (itself when it is an original): held-out splits group by it, so
+    /// that a prompt and its re-issues land on the same side.
+    pub fn root_id(&self) -> u64 {
+        self.source
+            .strip_prefix(Self::RESAMPLE)
+            .and_then(|rest| rest.split(':').next())
+            .and_then(|id| id.parse().ok())
+            .unwrap_or(self.id)
+    }
+
     /// The last user message (what the UI shows as the prompt).
     pub fn text(&self) -> &str {
         self.messages

@@ -4,4 +4,5 @@
 pub mod admin;
 pub mod annotate;
 pub mod auth;
+pub mod jobs;
 pub mod operator;

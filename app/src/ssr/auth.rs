@@ -61,6 +61,25 @@ pub async fn request_token() -> Option<String> {
     })
 }
 
+/// The session token in a request's `Cookie` headers.
+pub fn token_from_headers(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers.get_all(axum::http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|c| {
+        c.split(';')
+            .map(str::trim)
+            .find_map(|kv| kv.strip_prefix(COOKIE).and_then(|r| r.strip_prefix('=')).map(String::from))
+    })
+}
+
+/// The enabled user with a live session in a plain axum request's headers (event streams, downloads).
+pub fn user_from_headers(store: &store::Store, headers: &axum::http::HeaderMap) -> Option<User> {
+    let hash = token_hash(&token_from_headers(headers)?);
+    let session = store.session(&hash).ok()??;
+    if session.expires_ms < store::now_ms() {
+        return None;
+    }
+    store.user(session.user_id).ok()?.filter(|u| !u.disabled)
+}
+
 /// The logged-in user and their session, if the request carries a live session of an enabled user.
 pub async fn current() -> Result<Option<(User, Session)>, ServerFnError> {
     let ctx = expect_context::<ServerContext>();

@@ -2,9 +2,31 @@
 
 pub mod auth;
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
-use crate::status::StatusReport;
+use crate::{
+    api::jobs::{Dashboard, JobDetail, JobView, LoopSettings},
+    status::StatusReport,
+};
+
+/// What the server binary provides to the dashboard's functions: the job queue's checks, the model registry
+/// and the loop (the trainer is not a dependency of the UI crate).
+pub trait Control: Send + Sync {
+    /// Everything the dashboard shows.
+    fn dashboard(&self) -> Result<Dashboard, String>;
+    /// A job with its log and curves.
+    fn job_detail(&self, id: u64) -> Result<JobDetail, String>;
+    /// Checks a job's command line and returns its memory estimate (and what it will run).
+    fn estimate(&self, argv: &[String]) -> Result<String, String>;
+    /// Checks and queues a job.
+    fn submit(&self, argv: Vec<String>, origin: &str) -> Result<JobView, String>;
+    /// Checks the option strings of loop settings.
+    fn check_loop_options(&self, settings: &LoopSettings) -> Result<(), String>;
+    /// Makes a policy version current.
+    fn promote(&self, version: &str, by: &str) -> Result<(), String>;
+    /// Reverts the last promotion; returns the policy current afterwards.
+    fn rollback(&self, by: &str) -> Result<String, String>;
+}
 
 /// Shared state of a running server, provided to every server function as context.
 #[derive(Clone)]
@@ -21,6 +43,10 @@ pub struct ServerContext {
     pub overlap: usize,
     /// Mark cookies `Secure` (serve behind TLS).
     pub secure_cookies: bool,
+    /// Jobs, loop, versions.
+    pub control: Arc<dyn Control>,
+    /// The data directory (exports are served from it).
+    pub data_dir: std::path::PathBuf,
 }
 
 impl ServerContext {

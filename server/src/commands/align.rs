@@ -26,7 +26,7 @@ use trainer::{
 };
 
 use super::{
-    progress::Progress,
+    env::{Cancelled, Env, Produced},
     train::{
         adapt, adapters, lora_config, mib, plan, prepare_base, setup, snapshot, train, tuning, tuning_name,
         Fit,
@@ -108,10 +108,10 @@ fn evaluate_policy(
 }
 
 /// Runs `alignbox train ppo`.
-pub fn ppo(a: TrainPpoArgs) -> anyhow::Result<()> {
+pub fn ppo(a: TrainPpoArgs, env: &Env) -> anyhow::Result<Produced> {
     let args = &a.train;
     anyhow::ensure!(a.temperature > 0.0, "--temperature must be above 0 for PPO");
-    let mut s = setup(args, "ppo", 3e-6)?;
+    let mut s = setup(env, args, "ppo", 3e-6)?;
     let device = default_device();
     let (reward, _) = s.reg.load_reward_model::<Infer>(&a.reward, &device)?;
     if reward.trunk.config.vocab_size != s.config.vocab_size {
@@ -125,13 +125,13 @@ pub fn ppo(a: TrainPpoArgs) -> anyhow::Result<()> {
     }
     let eos = s.tokenizer.eos_id().or(s.config.eos_token_ids.first().copied());
     let prompt_room = args.max_tokens.saturating_sub(a.max_new_tokens).max(1);
-    let data = snapshot(&s.run_dir, || {
+    let data = snapshot(env, &s.run_dir, || {
         prompt_set(&s.store, &s.tokenizer, args.eval_fraction, args.seed, prompt_room)
     })?;
     if data.train.is_empty() {
         bail!("no prompts in the store (import prompts or rankings first)");
     }
-    eprintln!("data: {}", data.summary);
+    env.line(format!("data: {}", data.summary));
 
     // Memory: actor and critic activations for one minibatch, the trainable state of both, the frozen base and
     // the reward model (a reference copy too with full fine-tuning).
@@ -149,7 +149,7 @@ pub fn ppo(a: TrainPpoArgs) -> anyhow::Result<()> {
     let reference_copy = if adapters { 0 } else { e.weights };
     let critic = e.gradients + e.optimizer + e.activations + if adapters { 0 } else { e.weights };
     let total = e.total + critic + reference_copy + reward.trunk.config.num_params() * 4;
-    eprintln!(
+    env.line(format!(
         "memory estimate (PPO, {} prompts per iteration in {} minibatches, {seq_len} tokens, {}): actor {}, critic {}, reference {}, reward model {}, total {}",
         args.batch,
         a.minibatches,
@@ -159,7 +159,7 @@ pub fn ppo(a: TrainPpoArgs) -> anyhow::Result<()> {
         if reference_copy == 0 { "shared with the actor".into() } else { mib(reference_copy) },
         mib(reward.trunk.config.num_params() * 4),
         mib(total)
-    );
+    ));
 
     let base =
         trainer::model::weights::from_tensors::<Train>(&s.config, std::mem::take(&mut s.tensors), &device)?;
@@ -214,14 +214,16 @@ pub fn ppo(a: TrainPpoArgs) -> anyhow::Result<()> {
     let mut log =
         std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     if let Some(state) = checkpoint::read_state::<PpoState>(&s.run_dir) {
-        eprintln!("resuming from the checkpoint at iteration {}", state.iteration);
+        env.line(format!("resuming from the checkpoint at iteration {}", state.iteration));
+        env.report.resuming();
         for r in &state.history {
-            writeln!(log, "{}", serde_json::to_string(&record_event(r))?)?;
+            let e = record_event(r);
+            writeln!(log, "{}", serde_json::to_string(&e)?)?;
+            env.report.event(&e, args.steps);
         }
     }
-    let mut bar = Progress::new(args.progress, args.steps);
     let optim = trainer::optim::adamw::<Train, ActorCritic<Train>>(args.weight_decay, args.clip);
-    let (model, state, _) = run_ppo(
+    let (model, state, cancelled) = run_ppo(
         model,
         optim,
         &data.train,
@@ -232,12 +234,14 @@ pub fn ppo(a: TrainPpoArgs) -> anyhow::Result<()> {
         Some(&s.run_dir),
         &mut |r| {
             let e = record_event(r);
-            bar.show(&e);
+            env.report.event(&e, args.steps);
             let _ = writeln!(log, "{}", serde_json::to_string(&e).expect("json")).and_then(|_| log.flush());
         },
-        &|| false,
+        &|| env.cancelled(),
     )?;
-    bar.finish();
+    if cancelled {
+        return Err(Cancelled.into());
+    }
 
     let actor: Llama<Infer> = model.actor.valid();
     let reference = reference.unwrap_or_else(|| without_adapters(&actor));
@@ -279,23 +283,23 @@ fn fit_dpo<B: TrainBackend>(
     let task = DpoTask::<B>::new(beta, pad, eval_items, 8);
     let optim = trainer::optim::adamw::<B, Llama<B>>(fit.args.weight_decay, fit.args.clip);
     let (policy, metrics, state) =
-        train(&task, policy, optim, &train_items, fit.run, fit.run_dir, fit.args.progress)?;
+        train(fit.env, &task, policy, optim, &train_items, fit.run, fit.run_dir)?;
     Ok((policy.valid(), metrics, state))
 }
 
 /// Runs `alignbox train dpo`.
-pub fn dpo(a: TrainDpoArgs) -> anyhow::Result<()> {
+pub fn dpo(a: TrainDpoArgs, env: &Env) -> anyhow::Result<Produced> {
     let args = &a.train;
-    let mut s = setup(args, "dpo", 1e-6)?;
+    let mut s = setup(env, args, "dpo", 1e-6)?;
     let device = default_device();
     let eos = s.tokenizer.eos_id().or(s.config.eos_token_ids.first().copied());
-    let data = snapshot(&s.run_dir, || {
+    let data = snapshot(env, &s.run_dir, || {
         dpo_pairs(&s.store, &s.tokenizer, eos, args.eval_fraction, args.seed, args.max_tokens)
     })?;
     if data.train.is_empty() {
         bail!("no ranked pairs to train on (rank candidates in the browser or `alignbox import` rankings)");
     }
-    eprintln!("data: {}", data.summary);
+    env.line(format!("data: {}", data.summary));
     let seq_len = data
         .train
         .iter()
@@ -304,14 +308,14 @@ pub fn dpo(a: TrainDpoArgs) -> anyhow::Result<()> {
         .max()
         .unwrap_or(2);
     let mut run = s.run.clone();
-    plan(args, &s.config, &mut run, seq_len, 2)?;
+    plan(env, args, &s.config, &mut run, seq_len, 2)?;
     let pad = eos.unwrap_or(0);
     // Reference log-probs of every pair, once, from the starting policy.
     let reference = trainer::model::weights::from_tensors::<Infer>(&s.config, s.tensors.clone(), &device)?;
     let train_items = with_reference(&reference, data.train.clone(), pad, run.micro_batch.max(1));
     let eval_items = with_reference(&reference, data.eval.clone(), pad, run.micro_batch.max(1));
     drop(reference);
-    let fit = Fit { config: &s.config, args, run: &run, run_dir: &s.run_dir };
+    let fit = Fit { env, config: &s.config, args, run: &run, run_dir: &s.run_dir };
     let (policy, metrics, state) = if args.grad_checkpointing {
         fit_dpo::<TrainCheckpointed>(
             &fit,

@@ -42,8 +42,14 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
         policy: None,
         overlap: 2,
         secure_cookies: false,
+        data_dir: dir.clone(),
+        control: std::sync::Arc::new(crate::control::ServerControl {
+            data_dir: dir.clone(),
+            store: store.clone(),
+            reg: trainer::registry::Registry::new(&dir),
+        }),
     };
-    let state = router::AppState { leptos: router::leptos_options(addr), ctx, site: Default::default() };
+    let state = router::AppState { leptos: router::leptos_options(addr), ctx, site: Default::default(), serving: Default::default() };
     let app = router::build(state);
     runtime.spawn(async move { axum::serve(listener, app).await });
 

@@ -3,7 +3,11 @@
 pub mod align;
 pub mod bench;
 pub mod bench_http;
+pub mod bundle;
+pub mod candidates;
 pub mod demo;
+pub mod env;
+pub mod evaluate;
 pub mod generate;
 pub mod import;
 pub mod models;

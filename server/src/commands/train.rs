@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use serde::{de::DeserializeOwned, Serialize};
 use trainer::burn::module::AutodiffModule;
 use trainer::{
-    backend::{default_device, Infer, Train, TrainBackend, TrainCheckpointed},
+    backend::{Infer, Train, TrainBackend, TrainCheckpointed},
     memory::{estimate, pick_micro_batch, PlanInput, Tuning},
     model::weights::TensorMap,
     model::{Llama, LlamaConfig},
@@ -29,25 +29,32 @@ use trainer::{
 };
 
 use super::{
-    progress::Progress,
+    env::{Cancelled, Env, Produced},
     train_data::{self, corpus_documents, RmData, Split},
 };
 use crate::{
-    cli::{DecayArg, EvalCommand, TiesArg, TrainArgs, TrainCommand, TrainRmArgs},
-    datadir::DataDir,
+    cli::{DecayArg, TiesArg, TrainArgs, TrainCommand, TrainRmArgs},
 };
 
-/// Runs `alignbox train …`.
+/// Runs `alignbox train …` on the data directory it names (locked while it runs) and prints the result.
 pub fn run(cmd: TrainCommand) -> anyhow::Result<()> {
+    let common = cmd.common();
+    let env = Env::cli(&common.data.data_dir, common.progress)?;
+    run_in(cmd, &env)?.print();
+    Ok(())
+}
+
+/// Runs a training stage in `env` and returns the stored version.
+pub fn run_in(cmd: TrainCommand, env: &Env) -> anyhow::Result<Produced> {
     match cmd {
-        TrainCommand::Rm(a) => train_rm(a),
-        TrainCommand::Sft(a) => train_policy(a, Stage::Sft),
+        TrainCommand::Rm(a) => train_rm(a, env),
+        TrainCommand::Sft(a) => train_policy(a, Stage::Sft, env),
         TrainCommand::Pretrain(a) => {
             let (corpus, block) = (a.corpus.clone(), a.block);
-            train_policy(a.train, Stage::Pretrain { corpus, block })
+            train_policy(a.train, Stage::Pretrain { corpus, block }, env)
         }
-        TrainCommand::Ppo(a) => super::align::ppo(a),
-        TrainCommand::Dpo(a) => super::align::dpo(a),
+        TrainCommand::Ppo(a) => super::align::ppo(a, env),
+        TrainCommand::Dpo(a) => super::align::dpo(a, env),
     }
 }
 
@@ -58,7 +65,6 @@ enum Stage {
 
 /// What every stage resolves before it trains.
 pub(super) struct Setup {
-    pub(super) _lock: DataDir,
     pub(super) store: store::Store,
     pub(super) reg: Registry,
     pub(super) base: String,
@@ -81,7 +87,7 @@ impl Setup {
         lineage: Lineage,
         metrics: &Metrics,
         write: impl FnOnce(&Path, &TextTokenizer) -> Result<(), trainer::io::LoadError>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Produced> {
         let new = Trained {
             id: self.name.clone(),
             kind: kind.into(),
@@ -91,14 +97,12 @@ impl Setup {
             lineage,
         };
         self.reg.add_trained(new, |dir| write(dir, &self.tokenizer))?;
-        finish(&self.run_dir, &self.name, kind, metrics);
-        Ok(())
+        Ok(finish(&self.run_dir, &self.name, kind, metrics))
     }
 }
 
-pub(super) fn setup(args: &TrainArgs, stage: &str, default_lr: f64) -> anyhow::Result<Setup> {
-    let (lock, store) = DataDir::open_store(&args.data.data_dir)?;
-    let reg = Registry::new(&args.data.data_dir);
+pub(super) fn setup(env: &Env, args: &TrainArgs, stage: &str, default_lr: f64) -> anyhow::Result<Setup> {
+    let (store, reg) = (env.store.clone(), env.reg.clone());
     let base = match args.base.clone().or(reg.default_id()?) {
         Some(b) => b,
         None => {
@@ -130,10 +134,9 @@ pub(super) fn setup(args: &TrainArgs, stage: &str, default_lr: f64) -> anyhow::R
         eval_every: args.eval_every.unwrap_or((args.steps / 5).max(1)),
         checkpoint_every: args.checkpoint_every,
     };
-    let run_dir = args.data.data_dir.join("runs").join(&name);
+    let run_dir = env.data_dir.join("runs").join(&name);
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
     Ok(Setup {
-        _lock: lock,
         store,
         reg,
         base,
@@ -147,7 +150,7 @@ pub(super) fn setup(args: &TrainArgs, stage: &str, default_lr: f64) -> anyhow::R
 }
 
 /// The adapter rank: --lora, or 8 with --qlora alone.
-pub(super) fn rank(args: &TrainArgs) -> Option<usize> {
+pub(crate) fn rank(args: &TrainArgs) -> Option<usize> {
     args.lora.or(args.qlora.then_some(8))
 }
 
@@ -180,12 +183,12 @@ pub(super) fn adapt<B: trainer::burn::tensor::backend::Backend>(
 }
 
 /// Whether the run trains adapters (LoRA, QLoRA or prefixes) on a frozen base.
-pub(super) fn adapters(args: &TrainArgs) -> bool {
+pub(crate) fn adapters(args: &TrainArgs) -> bool {
     rank(args).is_some() || args.prefix.is_some()
 }
 
 /// A short description of the tuning for the logs.
-pub(super) fn tuning_name(args: &TrainArgs) -> String {
+pub(crate) fn tuning_name(args: &TrainArgs) -> String {
     let lora = match (rank(args), args.qlora) {
         (Some(r), true) => Some(format!("QLoRA r {r} on an NF4 base")),
         (Some(r), false) => Some(format!("LoRA r {r}")),
@@ -208,7 +211,7 @@ pub(super) fn lora_config(args: &TrainArgs) -> Option<LoraConfig> {
     })
 }
 
-pub(super) fn tuning(args: &TrainArgs) -> Tuning {
+pub(crate) fn tuning(args: &TrainArgs) -> Tuning {
     match (rank(args), args.qlora, args.prefix) {
         (Some(rank), true, _) => Tuning::QLora { rank, targets: args.lora_targets.clone() },
         (Some(rank), false, _) => Tuning::Lora { rank, targets: args.lora_targets.clone() },
@@ -218,7 +221,7 @@ pub(super) fn tuning(args: &TrainArgs) -> Tuning {
 }
 
 /// The memory budget: --memory-budget-mb, or 80% of MemAvailable.
-pub(super) fn budget_bytes(args: &TrainArgs) -> Option<usize> {
+pub(crate) fn budget_bytes(args: &TrainArgs) -> Option<usize> {
     if let Some(mb) = args.memory_budget_mb {
         return Some(mb << 20);
     }
@@ -228,13 +231,14 @@ pub(super) fn budget_bytes(args: &TrainArgs) -> Option<usize> {
     Some(kb * 1024 / 10 * 8)
 }
 
-pub(super) fn mib(b: usize) -> String {
+pub(crate) fn mib(b: usize) -> String {
     format!("{:.1} MiB", b as f64 / (1 << 20) as f64)
 }
 
 /// Picks the micro-batch (in items of `seqs_per_item` sequences of up to `seq_len` tokens) and prints the
 /// estimate.
 pub(super) fn plan(
+    env: &Env,
     args: &TrainArgs,
     config: &LlamaConfig,
     run: &mut RunConfig,
@@ -269,7 +273,7 @@ pub(super) fn plan(
     };
     run.micro_batch = micro.min(run.batch);
     let e = estimate(&PlanInput { micro_batch: run.micro_batch * seqs_per_item, ..base });
-    eprintln!(
+    env.line(format!(
         "memory estimate (micro-batch {} × {} sequences × {seq_len} tokens, {}): weights {}, gradients {}, optimizer {}, activations {}, total {}{}",
         run.micro_batch,
         seqs_per_item,
@@ -280,25 +284,26 @@ pub(super) fn plan(
         mib(e.activations),
         mib(e.total),
         budget.map(|b| format!("; budget {}", mib(b))).unwrap_or_default()
-    );
-    eprintln!(
+    ));
+    env.line(format!(
         "{} steps × {} items ({} per pass, {} passes accumulated per step)",
         run.steps,
         run.batch,
         run.micro_batch,
         run.batch.div_ceil(run.micro_batch)
-    );
+    ));
     Ok(())
 }
 
 /// Uses the data snapshot of an earlier attempt of this run, or writes this one.
 pub(super) fn snapshot<T: Serialize + DeserializeOwned>(
+    env: &Env,
     run_dir: &Path,
     fresh: impl FnOnce() -> anyhow::Result<Split<T>>,
 ) -> anyhow::Result<Split<T>> {
     let path = run_dir.join("data.json");
     if path.exists() {
-        eprintln!("using the data snapshot of the interrupted run ({})", path.display());
+        env.line(format!("using the data snapshot of the interrupted run ({})", path.display()));
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         return serde_json::from_slice(&bytes).with_context(|| format!("{}: bad snapshot", path.display()));
     }
@@ -311,26 +316,29 @@ pub(super) fn snapshot<T: Serialize + DeserializeOwned>(
 }
 
 /// Runs the loop with progress and the metric log `run_dir/metrics.jsonl` (rewritten up to the checkpoint when
-/// resuming, so the log is the run's single curve).
+/// resuming, so the log is the run's single curve). A cancelled run saves its checkpoint and returns
+/// [`Cancelled`].
+#[allow(clippy::too_many_arguments)]
 pub(super) fn train<T: Task, O: trainer::burn::optim::Optimizer<T::Model, T::Backend>>(
+    env: &Env,
     task: &T,
     model: T::Model,
     optim: O,
     items: &[T::Item],
     run: &RunConfig,
     run_dir: &Path,
-    progress: crate::cli::ProgressArg,
 ) -> anyhow::Result<(T::Model, Metrics, RunState)> {
     use std::io::Write;
     let log_path = run_dir.join("metrics.jsonl");
     let mut log =
         std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     if let Some(state) = checkpoint::read_state::<RunState>(run_dir) {
+        env.report.resuming();
         for e in &state.history {
             writeln!(log, "{}", serde_json::to_string(e)?)?;
+            env.report.event(e, run.steps);
         }
     }
-    let mut bar = Progress::new(progress, run.steps);
     let mut failed = None;
     let out = run_loop(
         task,
@@ -340,7 +348,7 @@ pub(super) fn train<T: Task, O: trainer::burn::optim::Optimizer<T::Model, T::Bac
         run,
         Some(run_dir),
         &mut |e: &Event| {
-            bar.show(e);
+            env.report.event(e, run.steps);
             if matches!(e.kind, trainer::train::run::EventKind::Step | trainer::train::run::EventKind::Eval) {
                 if let Err(err) =
                     writeln!(log, "{}", serde_json::to_string(e).expect("json")).and_then(|_| log.flush())
@@ -349,23 +357,26 @@ pub(super) fn train<T: Task, O: trainer::burn::optim::Optimizer<T::Model, T::Bac
                 }
             }
         },
-        &|| false,
+        &|| env.cancelled(),
     )?;
-    bar.finish();
     if let Some(e) = failed {
         bail!("writing {}: {e}", log_path.display());
+    }
+    if out.cancelled {
+        return Err(Cancelled.into());
     }
     Ok((out.model, out.eval, out.state))
 }
 
-pub(super) fn finish(run_dir: &Path, version: &str, kind: &str, metrics: &Metrics) {
+pub(super) fn finish(run_dir: &Path, version: &str, kind: &str, metrics: &Metrics) -> Produced {
     // The stored version holds the weights now; the metric log and the data snapshot stay with the run.
     let _ = std::fs::remove_dir_all(checkpoint::path(run_dir));
-    println!("{}", serde_json::json!({"version": version, "kind": kind, "metrics": metrics}));
+    Produced { version: version.into(), kind: kind.into(), metrics: metrics.clone() }
 }
 
 /// What a generic fit needs besides its data.
 pub(super) struct Fit<'a> {
+    pub(super) env: &'a Env,
     pub(super) config: &'a LlamaConfig,
     pub(super) args: &'a TrainArgs,
     pub(super) run: &'a RunConfig,
@@ -393,7 +404,7 @@ fn fit_rm<B: TrainBackend>(
     let task = RmTask::<B>::new(cfg.clone(), data.eval.clone(), 16);
     let optim = trainer::optim::adamw::<B, RewardModel<B>>(cfg.weight_decay, cfg.clip_norm);
     let (model, metrics, state) =
-        train(&task, model, optim, &data.train, fit.run, fit.run_dir, fit.args.progress)?;
+        train(fit.env, &task, model, optim, &data.train, fit.run, fit.run_dir)?;
     Ok((model.valid(), metrics, state))
 }
 
@@ -407,13 +418,13 @@ fn fit_sft<B: TrainBackend>(
     let task = SftTask::<B>::new(cfg.pad_id, data.eval.clone(), 8);
     let optim = trainer::optim::adamw::<B, Llama<B>>(cfg.weight_decay, cfg.clip_norm);
     let (model, metrics, state) =
-        train(&task, model, optim, &data.train, fit.run, fit.run_dir, fit.args.progress)?;
+        train(fit.env, &task, model, optim, &data.train, fit.run, fit.run_dir)?;
     Ok((model.valid(), metrics, state))
 }
 
-fn train_rm(a: TrainRmArgs) -> anyhow::Result<()> {
+fn train_rm(a: TrainRmArgs, env: &Env) -> anyhow::Result<Produced> {
     let args = &a.train;
-    let mut s = setup(args, "rm", 1e-5)?;
+    let mut s = setup(env, args, "rm", 1e-5)?;
     let eos = s.tokenizer.eos_id().or(s.config.eos_token_ids.first().copied());
     let ties = match a.ties {
         TiesArg::Exclude => TieModel::Exclude,
@@ -433,19 +444,19 @@ fn train_rm(a: TrainRmArgs) -> anyhow::Result<()> {
         max_tokens: args.max_tokens,
         weight_by_agreement: a.weight_by_agreement,
     };
-    let data = snapshot(&s.run_dir, || train_data::rm_groups(&s.store, &s.tokenizer, eos, &opts))?;
+    let data = snapshot(env, &s.run_dir, || train_data::rm_groups(&s.store, &s.tokenizer, eos, &opts))?;
     if data.train.is_empty() {
         bail!(
             "no rankings to train on in {} (rank candidates in the browser or `alignbox import` rankings)",
-            args.data.data_dir.display()
+            env.data_dir.display()
         );
     }
-    eprintln!("data: {}", data.summary);
+    env.line(format!("data: {}", data.summary));
     let seq_len =
         data.train.iter().chain(&data.eval).flat_map(|g| g.sequences.iter().map(Vec::len)).max().unwrap_or(1);
     let k = data.train.iter().map(|g| g.sequences.len()).max().unwrap_or(2);
     let mut run = s.run.clone();
-    plan(args, &s.config, &mut run, seq_len, k)?;
+    plan(env, args, &s.config, &mut run, seq_len, k)?;
 
     let mut rng = Rng::new(args.seed ^ 0x5c0e);
     let head: Vec<f32> = (0..s.config.hidden_size).map(|_| (rng.normal() * 0.02) as f32).collect();
@@ -457,7 +468,7 @@ fn train_rm(a: TrainRmArgs) -> anyhow::Result<()> {
         ties,
         pad_id: eos.unwrap_or(0),
     };
-    let fit = Fit { config: &s.config, args, run: &run, run_dir: &s.run_dir };
+    let fit = Fit { env, config: &s.config, args, run: &run, run_dir: &s.run_dir };
     let (model, metrics, state) = if args.grad_checkpointing {
         fit_rm::<TrainCheckpointed>(&fit, std::mem::take(&mut s.tensors), head, &cfg, &data)?
     } else {
@@ -479,14 +490,14 @@ fn train_rm(a: TrainRmArgs) -> anyhow::Result<()> {
     })
 }
 
-fn train_policy(args: TrainArgs, stage: Stage) -> anyhow::Result<()> {
+fn train_policy(args: TrainArgs, stage: Stage, env: &Env) -> anyhow::Result<Produced> {
     let (stage_name, lineage_stage) = match &stage {
         Stage::Sft => ("sft", "train sft"),
         Stage::Pretrain { .. } => ("pretrain", "train pretrain"),
     };
-    let mut s = setup(&args, stage_name, 2e-5)?;
+    let mut s = setup(env, &args, stage_name, 2e-5)?;
     let eos = s.tokenizer.eos_id().or(s.config.eos_token_ids.first().copied());
-    let data: Split<Example> = snapshot(&s.run_dir, || match &stage {
+    let data: Split<Example> = snapshot(env, &s.run_dir, || match &stage {
         Stage::Sft => train_data::sft_examples(
             &s.store,
             &s.tokenizer,
@@ -525,18 +536,18 @@ fn train_policy(args: TrainArgs, stage: Stage) -> anyhow::Result<()> {
             Stage::Pretrain { corpus, .. } => bail!("{}: no text to train on", corpus.display()),
         }
     }
-    eprintln!("data: {}", data.summary);
+    env.line(format!("data: {}", data.summary));
     let seq_len =
         data.train.iter().chain(&data.eval).map(|e| e.prompt.len() + e.answer.len()).max().unwrap_or(2);
     let mut run = s.run.clone();
-    plan(&args, &s.config, &mut run, seq_len, 1)?;
+    plan(env, &args, &s.config, &mut run, seq_len, 1)?;
     let cfg = SftConfig {
         lr: run.lr,
         weight_decay: args.weight_decay,
         clip_norm: args.clip,
         pad_id: eos.unwrap_or(0),
     };
-    let fit = Fit { config: &s.config, args: &args, run: &run, run_dir: &s.run_dir };
+    let fit = Fit { env, config: &s.config, args: &args, run: &run, run_dir: &s.run_dir };
     let (model, metrics, state) = if args.grad_checkpointing {
         fit_sft::<TrainCheckpointed>(&fit, std::mem::take(&mut s.tensors), &cfg, &data)?
     } else {
@@ -555,47 +566,4 @@ fn train_policy(args: TrainArgs, stage: Stage) -> anyhow::Result<()> {
     s.store("policy", &[], s.config.architecture.clone(), lineage, &metrics, |dir, tok| {
         trainer::io::hf::save_dir(&model, tok, dir)
     })
-}
-
-/// Runs `alignbox eval …`.
-pub fn eval(cmd: EvalCommand) -> anyhow::Result<()> {
-    match cmd {
-        EvalCommand::Rm { model, all, data } => {
-            let (_lock, store) = DataDir::open_store(&data.data_dir)?;
-            let reg = Registry::new(&data.data_dir);
-            let version = reg.get(&model)?;
-            let device = default_device();
-            let (rm, tok) = reg.load_reward_model::<Infer>(&model, &device)?;
-            let lineage = version.lineage.clone();
-            let num = |v: Option<&serde_json::Value>, d: f64| v.and_then(|x| x.as_f64()).unwrap_or(d);
-            let (fraction, seed) = match &lineage {
-                Some(l) if !all => {
-                    (num(l.data.get("eval_fraction"), 0.1), num(l.data.get("split_seed"), 0.0) as u64)
-                }
-                _ => (1.0, 0),
-            };
-            let max_tokens =
-                lineage.as_ref().map_or(512.0, |l| num(l.config.get("max_tokens"), 512.0)) as usize;
-            let eos = tok.eos_id().or(rm.trunk.config.eos_token_ids.first().copied());
-            let weight_by_agreement = lineage
-                .as_ref()
-                .and_then(|l| l.config.get("weight_by_agreement"))
-                .and_then(|v| v.as_bool())
-                .unwrap_or(false);
-            let opts = RmData { eval_fraction: fraction, seed, max_tokens, weight_by_agreement };
-            let split = train_data::rm_groups(&store, &tok, eos, &opts)?;
-            let groups: Vec<RankGroup> =
-                if all || fraction >= 1.0 { [split.train, split.eval].concat() } else { split.eval };
-            if groups.is_empty() {
-                bail!("no rankings to evaluate on");
-            }
-            let cfg = RmTrainConfig { pad_id: eos.unwrap_or(0), ..RmTrainConfig::default() };
-            let m = trainer::train::rm::metrics(&trainer::rm_train::evaluate(&rm, &groups, &cfg, 16));
-            println!(
-                "{}",
-                serde_json::json!({"version": model, "split": if all { "all" } else { "held-out" }, "groups": groups.len(), "metrics": m})
-            );
-            Ok(())
-        }
-    }
 }

@@ -92,6 +92,8 @@ pub struct Ranked {
     pub prompt: Vec<u32>,
     /// Answer token ids, in `candidates` order.
     pub answers: Vec<Vec<u32>>,
+    /// The prompt the held-out split groups it by (its root: re-issued prompts share their original's side).
+    pub split_id: u64,
     /// The candidates' ids.
     pub candidates: Vec<u64>,
     /// Tiers of indices into `answers`, best first.
@@ -143,6 +145,7 @@ pub fn ranked(
             let tiers = r.tiers.iter().map(|t| t.iter().map(|id| index[id]).collect()).collect();
             out.push(Ranked {
                 prompt_id: prompt.id,
+                split_id: prompt.root_id(),
                 prompt: p,
                 answers,
                 candidates: ids,
@@ -179,7 +182,7 @@ pub fn rm_groups(
         }
         wins += g.wins.len();
         ties += g.ties.len();
-        if held_out(r.prompt_id, opts.eval_fraction, opts.seed) {
+        if held_out(r.split_id, opts.eval_fraction, opts.seed) {
             out.eval.push(g);
         } else {
             out.train.push(g);
@@ -212,7 +215,7 @@ pub fn dpo_pairs(
                 chosen: r.answers[b].clone(),
                 rejected: r.answers[w].clone(),
             };
-            if held_out(r.prompt_id, eval_fraction, seed) {
+            if held_out(r.split_id, eval_fraction, seed) {
                 out.eval.push(pair);
             } else {
                 out.train.push(pair);
@@ -235,12 +238,16 @@ pub fn prompt_set(
     max_tokens: usize,
 ) -> anyhow::Result<Split<Vec<u32>>> {
     let mut out = Split::default();
+    let mut roots = std::collections::HashSet::new();
     for p in store.prompts()? {
+        if !roots.insert(p.root_id()) {
+            continue; // a re-issue of a prompt already in the set
+        }
         let mut ids = prompt_ids(tok, &p)?;
         if ids.len() > max_tokens {
             ids.drain(..ids.len() - max_tokens);
         }
-        if held_out(p.id, eval_fraction, seed) {
+        if held_out(p.root_id(), eval_fraction, seed) {
             out.eval.push(ids);
         } else {
             out.train.push(ids);
@@ -272,7 +279,7 @@ pub fn sft_examples(
         let (p, a) = join(&prompt_ids(tok, prompt)?, &answer_ids(tok, &d.text, eos)?, max_tokens);
         tokens += a.len();
         let e = Example { prompt: p, answer: a };
-        if held_out(d.prompt_id, eval_fraction, seed) {
+        if held_out(prompt.root_id(), eval_fraction, seed) {
             out.eval.push(e);
         } else {
             out.train.push(e);

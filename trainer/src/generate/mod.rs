@@ -57,6 +57,18 @@ pub fn generate<B: Backend>(
     cfg: &GenerateConfig,
     device: &B::Device,
 ) -> Generated {
+    generate_with(model, prompts, cfg, device, &mut |_, _| true)
+}
+
+/// [`generate`], calling `on_token(sequence, token)` as each token is sampled (streaming); generation stops
+/// early when it returns false.
+pub fn generate_with<B: Backend>(
+    model: &Llama<B>,
+    prompts: &[Vec<u32>],
+    cfg: &GenerateConfig,
+    device: &B::Device,
+    on_token: &mut dyn FnMut(usize, u32) -> bool,
+) -> Generated {
     let b = prompts.len();
     let mut out =
         Generated { tokens: vec![Vec::new(); b], logprobs: vec![Vec::new(); b], finished: vec![false; b] };
@@ -84,6 +96,7 @@ pub fn generate<B: Backend>(
         let vocab = logits.dims()[2];
         let host = logits.into_data().convert::<f32>().to_vec::<f32>().expect("f32 logits");
         let mut next = Vec::with_capacity(b);
+        let mut go_on = true;
         for i in 0..b {
             if out.finished[i] {
                 next.push(cfg.pad_id as i64);
@@ -95,9 +108,10 @@ pub fn generate<B: Backend>(
             if cfg.stop_ids.contains(&tok) {
                 out.finished[i] = true;
             }
+            go_on &= on_token(i, tok);
             next.push(tok as i64);
         }
-        if out.finished.iter().all(|&f| f) {
+        if !go_on || out.finished.iter().all(|&f| f) {
             break;
         }
         layout.start = cache.len;

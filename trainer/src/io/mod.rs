@@ -81,6 +81,21 @@ pub fn load(path: &Path) -> Result<LoadedModel, LoadError> {
     }
 }
 
+/// Only the configuration of an HF directory or a GGUF file (no tensors are decoded): what the memory planner
+/// needs before a run.
+pub fn load_config(path: &Path) -> Result<crate::model::LlamaConfig, LoadError> {
+    if path.is_dir() {
+        let config_path = path.join("config.json");
+        crate::model::LlamaConfig::from_json(&read_text(&config_path)?)
+            .map_err(|error| LoadError::Config { path: config_path.display().to_string(), error })
+    } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        let f = gguf::GgufFile::open(path)?;
+        gguf_model::config(&f)
+    } else {
+        Err(LoadError::NotAModel(path.display().to_string()))
+    }
+}
+
 pub(crate) fn read_text(path: &Path) -> Result<String, LoadError> {
     std::fs::read_to_string(path).map_err(|error| LoadError::Io { path: path.display().to_string(), error })
 }

@@ -1,0 +1,227 @@
+//! `alignbox eval rm` and `alignbox eval policy`: a stored reward model on the stored rankings, and a policy
+//! against another judged by a reward model. The loop's scheduler runs the same functions as jobs to decide
+//! whether a new version is accepted.
+
+use anyhow::{bail, Context};
+use trainer::{
+    backend::{default_device, Infer},
+    ppo::{
+        rollout::{kl_per_answer, scores, SeqBatch},
+        sample, PpoConfig,
+    },
+    rm_train::{RankGroup, RmTrainConfig},
+    train::run::Metrics,
+};
+
+use super::{
+    env::{Env, Produced},
+    train_data::{self, prompt_set, RmData},
+};
+use crate::cli::{EvalCommand, EvalPolicyArgs, ProgressArg};
+
+/// Runs `alignbox eval …` and prints the result.
+pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
+    let data_dir = match &cmd {
+        EvalCommand::Rm { data, .. } => data.data_dir.clone(),
+        EvalCommand::Policy(a) => a.data.data_dir.clone(),
+    };
+    let env = Env::cli(&data_dir, ProgressArg::Auto)?;
+    run_in(cmd, &env)?.print();
+    Ok(())
+}
+
+/// Runs an evaluation in `env`.
+pub fn run_in(cmd: EvalCommand, env: &Env) -> anyhow::Result<Produced> {
+    match cmd {
+        EvalCommand::Rm { model, all, split_of, .. } => {
+            let metrics = eval_rm(env, &model, all, split_of.as_deref())?;
+            Ok(Produced { version: model, kind: "evaluation".into(), metrics })
+        }
+        EvalCommand::Policy(a) => {
+            let metrics = eval_policy(env, &a)?;
+            Ok(Produced { version: a.model, kind: "evaluation".into(), metrics })
+        }
+    }
+}
+
+fn num(v: Option<&serde_json::Value>, default: f64) -> f64 {
+    v.and_then(|x| x.as_f64()).unwrap_or(default)
+}
+
+/// Loss, accuracy, margin and reward statistics of reward model `model` on the held-out rankings of its own
+/// training run (or of `split_of`'s run, or on every ranking with `all`).
+pub fn eval_rm(env: &Env, model: &str, all: bool, split_of: Option<&str>) -> anyhow::Result<Metrics> {
+    let version = env.reg.get(model)?;
+    let split_version = match split_of {
+        Some(other) => env.reg.get(other)?,
+        None => version.clone(),
+    };
+    let device = default_device();
+    let (rm, tok) = env.reg.load_reward_model::<Infer>(model, &device)?;
+    let split = split_version.lineage.clone();
+    let (fraction, seed) = match &split {
+        Some(l) if !all => (num(l.data.get("eval_fraction"), 0.1), num(l.data.get("split_seed"), 0.0) as u64),
+        _ => (1.0, 0),
+    };
+    let lineage = version.lineage.as_ref();
+    let max_tokens = lineage.map_or(512.0, |l| num(l.config.get("max_tokens"), 512.0)) as usize;
+    let eos = tok.eos_id().or(rm.trunk.config.eos_token_ids.first().copied());
+    let weight_by_agreement = lineage
+        .and_then(|l| l.config.get("weight_by_agreement"))
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let opts = RmData { eval_fraction: fraction, seed, max_tokens, weight_by_agreement };
+    let split = train_data::rm_groups(&env.store, &tok, eos, &opts)?;
+    let groups: Vec<RankGroup> =
+        if all || fraction >= 1.0 { [split.train, split.eval].concat() } else { split.eval };
+    if groups.is_empty() {
+        bail!("no rankings to evaluate on");
+    }
+    let cfg = RmTrainConfig { pad_id: eos.unwrap_or(0), ..RmTrainConfig::default() };
+    let mut m = trainer::train::rm::metrics(&trainer::rm_train::evaluate(&rm, &groups, &cfg, 16));
+    m.insert("groups".into(), groups.len() as f64);
+    env.line(format!(
+        "{model} on {} {} rankings{}: {m:?}",
+        groups.len(),
+        if all { "stored" } else { "held-out" },
+        split_of.map(|o| format!(" (split of {o})")).unwrap_or_default()
+    ));
+    Ok(m)
+}
+
+/// Wilson score interval (95%) of a proportion of `wins` in `n`.
+pub fn wilson(wins: f64, n: f64) -> (f64, f64) {
+    if n <= 0.0 {
+        return (0.0, 1.0);
+    }
+    let z = 1.959_964;
+    let p = wins / n;
+    let denom = 1.0 + z * z / n;
+    let centre = (p + z * z / (2.0 * n)) / denom;
+    let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denom;
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
+/// Distinct bigrams over all bigrams of the answers (1 = no repetition).
+pub fn distinct_2(answers: &[Vec<u32>]) -> f64 {
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0usize;
+    for a in answers {
+        for w in a.windows(2) {
+            seen.insert((w[0], w[1]));
+            total += 1;
+        }
+    }
+    if total == 0 {
+        0.0
+    } else {
+        seen.len() as f64 / total as f64
+    }
+}
+
+/// `model` against `against` (default: its first parent) on held-out prompts, judged by reward model `reward`.
+pub fn eval_policy(env: &Env, a: &EvalPolicyArgs) -> anyhow::Result<Metrics> {
+    let against = match &a.against {
+        Some(x) => x.clone(),
+        None => env
+            .reg
+            .get(&a.model)?
+            .parents
+            .first()
+            .cloned()
+            .with_context(|| format!("{} has no parent: pass --against", a.model))?,
+    };
+    anyhow::ensure!(a.temperature > 0.0, "--temperature must be above 0");
+    let device = default_device();
+    let load = |id: &str| {
+        let v = env.reg.get(id)?;
+        let path = env.reg.model_path(&v);
+        anyhow::Ok(env.reg.load(id)?.into_model::<Infer>(&device, &path)?)
+    };
+    let (policy, tok) = load(&a.model)?;
+    let (other, _) = load(&against)?;
+    let (reward, _) = env.reg.load_reward_model::<Infer>(&a.reward, &device)?;
+    if policy.config.vocab_size != other.config.vocab_size || policy.config.vocab_size != reward.trunk.config.vocab_size
+    {
+        bail!("{}, {against} and {} must share a tokenizer", a.model, a.reward);
+    }
+    let split = prompt_set(&env.store, &tok, a.eval_fraction, a.seed, 512)?;
+    let prompts: Vec<Vec<u32>> = split.eval.into_iter().take(a.prompts).collect();
+    if prompts.is_empty() {
+        bail!("no held-out prompts (eval fraction {}): import more prompts", a.eval_fraction);
+    }
+    let eos = tok.eos_id().or(policy.config.eos_token_ids.first().copied());
+    let cfg = PpoConfig {
+        temperature: a.temperature,
+        max_new_tokens: a.max_new_tokens,
+        stop_ids: policy.config.eos_token_ids.clone(),
+        pad_id: eos.unwrap_or(0),
+        ..PpoConfig::default()
+    };
+    let host = |t: trainer::burn::tensor::Tensor<Infer, 1>| t.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+    let (mut score, mut other_score, mut wins, mut kl, mut len) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let mut answers = Vec::new();
+    for (i, chunk) in prompts.chunks(8).enumerate() {
+        if env.cancelled() {
+            return Err(super::env::Cancelled.into());
+        }
+        let new = sample(&policy, chunk, &cfg, a.seed ^ (77 + i as u64));
+        let old = sample(&other, chunk, &cfg, a.seed ^ (99 + i as u64));
+        let (sn, so) = (
+            host(scores(&reward, &SeqBatch::new(&new, cfg.pad_id))),
+            host(scores(&reward, &SeqBatch::new(&old, cfg.pad_id))),
+        );
+        kl += kl_per_answer(&policy, &other, &new, cfg.pad_id, cfg.temperature).iter().sum::<f64>();
+        for j in 0..chunk.len() {
+            score += sn[j] as f64;
+            other_score += so[j] as f64;
+            wins += match sn[j].partial_cmp(&so[j]) {
+                Some(std::cmp::Ordering::Greater) => 1.0,
+                Some(std::cmp::Ordering::Equal) => 0.5,
+                _ => 0.0,
+            };
+            len += new.responses[j].len() as f64;
+        }
+        answers.extend(new.responses);
+        env.line(format!("evaluated {} of {} prompts", ((i + 1) * 8).min(prompts.len()), prompts.len()));
+    }
+    let n = prompts.len() as f64;
+    let (lo, hi) = wilson(wins, n);
+    let m = Metrics::from_iter(
+        [
+            ("rm_win_rate", wins / n),
+            ("rm_win_rate_low", lo),
+            ("rm_win_rate_high", hi),
+            ("score", score / n),
+            ("other_score", other_score / n),
+            ("kl", kl / n),
+            ("answer_len", len / n),
+            ("distinct_2", distinct_2(&answers)),
+            ("prompts", n),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    );
+    env.line(format!("{} vs {against} judged by {}: {m:?}", a.model, a.reward));
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wilson_interval_matches_a_hand_computation() {
+        // 8 of 10: p = 0.8, z = 1.96 → (0.4902, 0.9433) (Wilson 1927; any statistics table).
+        let (lo, hi) = wilson(8.0, 10.0);
+        assert!((lo - 0.4902).abs() < 1e-3 && (hi - 0.9433).abs() < 1e-3, "{lo} {hi}");
+        let (lo, hi) = wilson(0.0, 0.0);
+        assert_eq!((lo, hi), (0.0, 1.0));
+    }
+
+    #[test]
+    fn distinct_2_counts_repeated_bigrams() {
+        assert_eq!(distinct_2(&[vec![1, 2, 1, 2]]), 2.0 / 3.0);
+        assert_eq!(distinct_2(&[vec![1, 2, 3], vec![1, 2]]), 2.0 / 3.0);
+        assert_eq!(distinct_2(&[vec![5]]), 0.0);
+    }
+}

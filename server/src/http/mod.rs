@@ -1,0 +1,6 @@
+//! HTTP endpoints outside leptos: the dashboard's event stream and downloads, Prometheus metrics, and the
+//! OpenAI-compatible chat completions.
+
+pub mod live;
+pub mod metrics;
+pub mod openai;

@@ -1,0 +1,284 @@
+//! `POST /v1/chat/completions` and `GET /v1/models`, OpenAI-compatible: any stored policy version by id
+//! (`current` or no model: the current policy), with or without streaming (server-sent chunks, then
+//! `data: [DONE]`). Callers authenticate with an API key issued by an admin (`Authorization: Bearer …`).
+
+use std::{
+    convert::Infallible,
+    sync::{atomic::Ordering, Arc, Mutex},
+};
+
+use app::ssr::ServerContext;
+use axum::{
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{
+        sse::{Event, Sse},
+        IntoResponse, Response,
+    },
+    Json,
+};
+use serde::Deserialize;
+use serde_json::json;
+use trainer::{
+    backend::{default_device, Infer},
+    generate::{generate_with, GenerateConfig, SamplingConfig},
+    model::Llama,
+    registry::Registry,
+    tokenizer::{ChatMessage, TextTokenizer},
+};
+
+use super::metrics::{COMPLETIONS, COMPLETION_TOKENS};
+
+/// The policy loaded for serving (one at a time; requests for another version reload).
+#[derive(Default)]
+pub struct Serving {
+    loaded: Mutex<Option<(String, Arc<(Llama<Infer>, TextTokenizer)>)>>,
+}
+
+impl Serving {
+    fn model(&self, reg: &Registry, id: &str) -> Result<Arc<(Llama<Infer>, TextTokenizer)>, String> {
+        let mut slot = self.loaded.lock().map_err(|_| "model cache poisoned".to_string())?;
+        if let Some((loaded, m)) = slot.as_ref() {
+            if loaded == id {
+                return Ok(m.clone());
+            }
+        }
+        let v = reg.get(id).map_err(|e| e.to_string())?;
+        let path = reg.model_path(&v);
+        let m = reg.load(id).map_err(|e| e.to_string())?.into_model::<Infer>(&default_device(), &path).map_err(|e| e.to_string())?;
+        let m = Arc::new(m);
+        *slot = Some((id.to_string(), m.clone()));
+        Ok(m)
+    }
+}
+
+/// An OpenAI-style error response.
+fn error(status: StatusCode, kind: &str, message: impl Into<String>, param: Option<&str>) -> Response {
+    (status, Json(json!({"error": {"message": message.into(), "type": kind, "param": param, "code": null}}))).into_response()
+}
+
+/// The API key's holder, or the 401 response.
+fn authorize(ctx: &ServerContext, headers: &HeaderMap) -> Result<store::keys::ApiKey, Response> {
+    let secret = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let unauthorized = |m: &str| error(StatusCode::UNAUTHORIZED, "invalid_request_error", m, None);
+    let Some(secret) = secret else { return Err(unauthorized("missing API key: send Authorization: Bearer <key>")) };
+    match ctx.store.api_key(&app::ssr::auth::token_hash(secret)) {
+        Ok(Some(k)) => Ok(k),
+        Ok(None) => Err(unauthorized("invalid or revoked API key")),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", e.to_string(), None)),
+    }
+}
+
+/// A chat message of the request.
+#[derive(Debug, Deserialize)]
+pub struct Message {
+    role: String,
+    content: String,
+}
+
+/// The request body (fields alignbox uses; others are ignored).
+#[derive(Debug, Deserialize)]
+pub struct ChatRequest {
+    #[serde(default)]
+    model: Option<String>,
+    messages: Vec<Message>,
+    #[serde(default)]
+    max_tokens: Option<usize>,
+    #[serde(default)]
+    max_completion_tokens: Option<usize>,
+    #[serde(default)]
+    temperature: Option<f32>,
+    #[serde(default)]
+    top_p: Option<f32>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    n: Option<usize>,
+}
+
+fn resolve_model(reg: &Registry, requested: Option<&str>) -> Result<String, Response> {
+    let bad = |m: String| error(StatusCode::NOT_FOUND, "invalid_request_error", m, Some("model"));
+    let id = match requested {
+        None | Some("current") | Some("default") | Some("") => reg
+            .default_id()
+            .map_err(|e| bad(e.to_string()))?
+            .ok_or_else(|| bad("there is no current policy".into()))?,
+        Some(id) => id.to_string(),
+    };
+    match reg.get(&id) {
+        Ok(v) if v.kind == "policy" => Ok(id),
+        Ok(v) => Err(bad(format!("{id} is a {}, not a policy", v.kind))),
+        Err(_) => Err(bad(format!("the model {id} does not exist"))),
+    }
+}
+
+/// `GET /v1/models`: the stored policy versions.
+pub async fn models(State(ctx): State<ServerContext>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&ctx, &headers) {
+        return r;
+    }
+    let reg = Registry::new(&ctx.data_dir);
+    let data: Vec<serde_json::Value> = reg
+        .list()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|v| v.kind == "policy")
+        .map(|v| json!({"id": v.id, "object": "model", "created": v.created_unix, "owned_by": "alignbox"}))
+        .collect();
+    Json(json!({"object": "list", "data": data})).into_response()
+}
+
+/// `POST /v1/chat/completions`.
+pub async fn chat(
+    State(ctx): State<ServerContext>,
+    State(serving): State<Arc<Serving>>,
+    headers: HeaderMap,
+    body: Result<Json<ChatRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Err(r) = authorize(&ctx, &headers) {
+        return r;
+    }
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request_error", e.body_text(), None),
+    };
+    let bad = |m: &str, p: &str| error(StatusCode::BAD_REQUEST, "invalid_request_error", m, Some(p));
+    if req.messages.is_empty() {
+        return bad("messages must not be empty", "messages");
+    }
+    let max_tokens = req.max_completion_tokens.or(req.max_tokens).unwrap_or(256);
+    if max_tokens == 0 || max_tokens > 4096 {
+        return bad("max_tokens must be in 1..=4096", "max_tokens");
+    }
+    let temperature = req.temperature.unwrap_or(1.0);
+    if !(0.0..=2.0).contains(&temperature) {
+        return bad("temperature must be in [0, 2]", "temperature");
+    }
+    let n = req.n.unwrap_or(1);
+    if n == 0 || n > 8 || (req.stream && n != 1) {
+        return bad("n must be in 1..=8 (1 when streaming)", "n");
+    }
+    let reg = Registry::new(&ctx.data_dir);
+    let model_id = match resolve_model(&reg, req.model.as_deref()) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let loaded = {
+        let (serving, reg, id) = (serving.clone(), reg.clone(), model_id.clone());
+        match tokio::task::spawn_blocking(move || serving.model(&reg, &id)).await {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", e, None),
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", e.to_string(), None),
+        }
+    };
+    let (model, tok) = (&loaded.0, &loaded.1);
+    let messages: Vec<ChatMessage> = req.messages.iter().map(|m| ChatMessage::new(&m.role, &m.content)).collect();
+    let ids = match tok.apply_chat_template(&messages, true) {
+        Ok(text) => tok.encode(&text, false),
+        Err(_) => tok.encode(&req.messages.last().expect("non-empty").content, true),
+    };
+    let ids = match ids {
+        Ok(ids) if !ids.is_empty() => ids,
+        Ok(_) => return bad("the messages encode to no tokens", "messages"),
+        Err(e) => return bad(&e.to_string(), "messages"),
+    };
+    let sampling = if temperature == 0.0 {
+        SamplingConfig::greedy()
+    } else {
+        SamplingConfig { temperature, top_k: 0, top_p: req.top_p.unwrap_or(1.0) }
+    };
+    let cfg = GenerateConfig {
+        max_new_tokens: max_tokens,
+        sampling,
+        seed: req.seed.unwrap_or_else(store::now_ms),
+        stop_ids: model.config.eos_token_ids.clone(),
+        pad_id: tok.eos_id().unwrap_or(0),
+    };
+    let id = format!("chatcmpl-{}", &app::ssr::auth::random_token()[..24]);
+    let created = store::now_ms() / 1000;
+    let prompt_tokens = ids.len();
+    if !req.stream {
+        let loaded = loaded.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            let (model, tok) = (&loaded.0, &loaded.1);
+            let out = generate_with(model, &vec![ids; n], &cfg, &default_device(), &mut |_, _| true);
+            let stops = &model.config.eos_token_ids;
+            let texts: Vec<String> = out
+                .tokens
+                .iter()
+                .map(|t| {
+                    let t: Vec<u32> = t.iter().copied().filter(|x| !stops.contains(x)).collect();
+                    tok.decode(&t, true).unwrap_or_default()
+                })
+                .collect();
+            (out, texts)
+        })
+        .await;
+        let Ok((out, texts)) = out else {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "generation failed", None);
+        };
+        let completion: usize = out.tokens.iter().map(Vec::len).sum();
+        COMPLETIONS.fetch_add(1, Ordering::Relaxed);
+        COMPLETION_TOKENS.fetch_add(completion as u64, Ordering::Relaxed);
+        let choices: Vec<serde_json::Value> = texts
+            .into_iter()
+            .enumerate()
+            .map(|(i, text)| {
+                json!({"index": i, "message": {"role": "assistant", "content": text},
+                    "finish_reason": if out.finished[i] { "stop" } else { "length" }})
+            })
+            .collect();
+        return Json(json!({
+            "id": id, "object": "chat.completion", "created": created, "model": model_id, "choices": choices,
+            "usage": {"prompt_tokens": prompt_tokens * n, "completion_tokens": completion, "total_tokens": prompt_tokens * n + completion},
+        }))
+        .into_response();
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<serde_json::Value>(64);
+    let chunk = {
+        let (id, model_id) = (id.clone(), model_id.clone());
+        move |delta: serde_json::Value, finish: Option<&str>| {
+            json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model_id,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        }
+    };
+    let _ = tx.try_send(chunk(json!({"role": "assistant", "content": ""}), None));
+    tokio::task::spawn_blocking(move || {
+        let (model, tok) = (&loaded.0, &loaded.1);
+        let stops = model.config.eos_token_ids.clone();
+        let (mut tokens, mut sent) = (Vec::<u32>::new(), 0usize);
+        let out = generate_with(model, &[ids], &cfg, &default_device(), &mut |_, t| {
+            if stops.contains(&t) {
+                return true;
+            }
+            tokens.push(t);
+            let text = tok.decode(&tokens, true).unwrap_or_default();
+            if text.ends_with('\u{FFFD}') || text.len() <= sent {
+                return true; // an incomplete UTF-8 sequence: wait for the next token
+            }
+            let delta = text[sent..].to_string();
+            sent = text.len();
+            tx.blocking_send(chunk(json!({"content": delta}), None)).is_ok()
+        });
+        COMPLETIONS.fetch_add(1, Ordering::Relaxed);
+        COMPLETION_TOKENS.fetch_add(out.tokens[0].len() as u64, Ordering::Relaxed);
+        let finish = if out.finished[0] { "stop" } else { "length" };
+        let _ = tx.blocking_send(chunk(json!({}), Some(finish)));
+    });
+    let stream = futures_util::stream::unfold((rx, false), |(mut rx, done)| async move {
+        if done {
+            return None;
+        }
+        match rx.recv().await {
+            Some(v) => Some((Ok::<_, Infallible>(Event::default().data(v.to_string())), (rx, false))),
+            None => Some((Ok(Event::default().data("[DONE]")), (rx, true))),
+        }
+    });
+    Sse::new(stream).into_response()
+}

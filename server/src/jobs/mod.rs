@@ -1,0 +1,222 @@
+//! The job thread: one OS thread (burn is synchronous) that runs the queued jobs one at a time, moves the loop
+//! on between them, and answers new prompts with the current policy when there is nothing else to do. After a
+//! crash, jobs that were running are queued again (training resumes from its checkpoint) or, after three
+//! interrupted attempts, failed with the reason.
+
+pub mod command;
+pub mod report;
+pub mod scheduler;
+
+use std::{
+    panic::AssertUnwindSafe,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use store::{
+    jobs::{Job, JobState, LogLine},
+    Store,
+};
+use trainer::registry::Registry;
+
+use self::command::JobCommand;
+use crate::commands::{
+    candidates::{Answerer, SampleConfig},
+    env::{Cancelled, Env, Produced},
+};
+
+/// Interrupted starts after which a job is failed instead of started again.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// The running job thread; stops (after the job it is on) when dropped.
+pub struct Runner {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Runner {
+    /// Recovers interrupted jobs and starts the thread. `idle` answers prompts without candidates between jobs
+    /// (None: never).
+    pub fn spawn(data_dir: &Path, store: Store, idle: Option<SampleConfig>) -> anyhow::Result<Self> {
+        recover(&store)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let data_dir = data_dir.to_path_buf();
+        let handle = std::thread::Builder::new()
+            .name("jobs".into())
+            .spawn(move || run(data_dir, store, idle, flag))?;
+        Ok(Self { stop, handle: Some(handle) })
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Do not wait for a job in flight: it is resumed from its checkpoint after the restart.
+        drop(self.handle.take());
+    }
+}
+
+/// Jobs left `running` by a process that died are queued again, or failed after [`MAX_ATTEMPTS`].
+pub fn recover(store: &Store) -> anyhow::Result<()> {
+    for job in store.jobs()?.into_iter().filter(|j| j.state == JobState::Running) {
+        let resumable = job.attempts < MAX_ATTEMPTS;
+        let updated = store.update_job(job.id, true, |j| {
+            if resumable {
+                j.state = JobState::Queued;
+                j.message = "interrupted by a restart; queued again (training resumes from its checkpoint)".into();
+            } else {
+                j.state = JobState::Failed;
+                j.finished_ms = Some(store::now_ms());
+                j.error = Some(format!("interrupted by a restart {} times; not started again", j.attempts));
+                j.message = "failed".into();
+            }
+            Ok(())
+        })?;
+        let text = updated.error.clone().unwrap_or_else(|| updated.message.clone());
+        store.append_job_log(job.id, &LogLine { at_ms: store::now_ms(), text, event: None })?;
+        tracing::warn!(job = job.id, kind = %job.kind, state = updated.state.name(), "recovered an interrupted job");
+    }
+    store.flush()?;
+    Ok(())
+}
+
+fn run(data_dir: PathBuf, store: Store, idle: Option<SampleConfig>, stop: Arc<AtomicBool>) {
+    let reg = Registry::new(&data_dir);
+    let mut loop_ = scheduler::Scheduler::new(store.clone(), reg.clone());
+    let mut answerer = Answerer::default();
+    while !stop.load(Ordering::SeqCst) {
+        match store.next_queued_job() {
+            Ok(Some(job)) => {
+                let done = run_job(&data_dir, &store, &reg, job, &mut answerer);
+                if let Err(e) = done.and_then(|j| Ok(loop_.on_finished(&j)?)) {
+                    tracing::error!(error = %e, "job bookkeeping failed");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "reading the job queue failed");
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        }
+        if let Err(e) = loop_.tick() {
+            tracing::error!(error = %e, "the loop's step failed");
+        }
+        if matches!(store.next_queued_job(), Ok(Some(_))) {
+            continue;
+        }
+        if let Some(cfg) = &idle {
+            match answer_one(&store, &reg, &mut answerer, cfg) {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "candidate generation failed; retrying in 10 s");
+                    sleep_unless(&stop, Duration::from_secs(10));
+                }
+            }
+        }
+        sleep_unless(&stop, Duration::from_millis(500));
+    }
+}
+
+fn sleep_unless(stop: &AtomicBool, d: Duration) {
+    let until = std::time::Instant::now() + d;
+    while std::time::Instant::now() < until && !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Answers one prompt without candidates with the current policy; false when there is none (or no policy).
+fn answer_one(store: &Store, reg: &Registry, answerer: &mut Answerer, cfg: &SampleConfig) -> anyhow::Result<bool> {
+    let Some(policy) = reg.default_id()? else { return Ok(false) };
+    let Some(prompt) = store.prompts_without_candidates(1)?.into_iter().next() else { return Ok(false) };
+    answerer.ensure(reg, &policy)?;
+    let n = answerer.answer(store, &prompt, cfg)?;
+    tracing::info!(prompt = prompt.id, candidates = n, %policy, "candidates generated");
+    Ok(true)
+}
+
+fn dispatch(cmd: JobCommand, env: &Env, answerer: &mut Answerer) -> anyhow::Result<Produced> {
+    use crate::commands::{bundle, candidates, evaluate, train};
+    match cmd {
+        JobCommand::Train(t) => train::run_in(*t, env),
+        JobCommand::Eval(e) => evaluate::run_in(e, env),
+        JobCommand::Candidates(a) => candidates::run_in(&a, env, answerer),
+        JobCommand::Bundle(a) => bundle::run_in(&a, env),
+    }
+}
+
+fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Runs one job to a final state and returns its record.
+fn run_job(data_dir: &Path, store: &Store, reg: &Registry, job: Job, answerer: &mut Answerer) -> anyhow::Result<Job> {
+    let id = job.id;
+    let job = store.update_job(id, true, |j| {
+        j.state = JobState::Running;
+        j.attempts += 1;
+        j.started_ms = Some(store::now_ms());
+        j.message = if j.attempts > 1 { "starting again".into() } else { "starting".into() };
+        Ok(())
+    })?;
+    tracing::info!(job = id, command = %job.argv.join(" "), attempt = job.attempts, "job started");
+    let argv = command::prepared(&job.argv, id);
+    let finish = |state: JobState, result: Option<serde_json::Value>, error: Option<String>| {
+        let text = match (&error, state) {
+            (Some(e), _) => format!("{}: {e}", state.name()),
+            (None, _) => state.name().to_string(),
+        };
+        let _ = store.append_job_log(id, &LogLine { at_ms: store::now_ms(), text: text.clone(), event: None });
+        tracing::info!(job = id, state = state.name(), error = ?error, "job finished");
+        store.update_job(id, true, |j| {
+            j.state = state;
+            j.finished_ms = Some(store::now_ms());
+            j.result = result.clone();
+            j.error = error.clone();
+            j.message = text.clone();
+            j.cancel_requested = false;
+            Ok(())
+        })
+    };
+    let cmd = match command::parse(&argv) {
+        Ok(c) => c,
+        Err(e) => return Ok(finish(JobState::Failed, None, Some(e))?),
+    };
+    // A process that died after storing the version but before recording it: the job is done.
+    if let Some(name) = command::version_name(&cmd) {
+        if let Ok(v) = reg.get(&name) {
+            let metrics = v.lineage.map(|l| l.metrics).unwrap_or_default();
+            let result = serde_json::json!({"version": name, "kind": v.kind, "metrics": metrics});
+            return Ok(finish(JobState::Done, Some(result), None)?);
+        }
+    }
+    let cancel_store = store.clone();
+    let env = Env::shared(
+        data_dir,
+        store.clone(),
+        Arc::new(report::JobReport::new(store.clone(), id)),
+        Arc::new(move || cancel_store.job(id).ok().flatten().is_some_and(|j| j.cancel_requested)),
+    );
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| dispatch(cmd, &env, answerer)));
+    Ok(match outcome {
+        Ok(Ok(p)) => {
+            let result = serde_json::json!({"version": p.version, "kind": p.kind, "metrics": p.metrics});
+            finish(JobState::Done, Some(result), None)?
+        }
+        Ok(Err(e)) if e.downcast_ref::<Cancelled>().is_some() => finish(JobState::Cancelled, None, None)?,
+        Ok(Err(e)) => finish(JobState::Failed, None, Some(format!("{e:#}")))?,
+        Err(p) => finish(JobState::Failed, None, Some(format!("panicked: {}", panic_text(p))))?,
+    })
+}

@@ -1,0 +1,306 @@
+//! The loop: retrain the reward model after enough new comparisons, accept it only if its held-out accuracy
+//! does not drop, update the policy against an accepted reward model, promote the new policy only if its KL
+//! stays in budget and it beats the current one, then re-issue judged prompts with its candidates. Every step
+//! is a job in the queue; the loop's state and decisions are stored, so a restart continues where it was.
+
+use app::api::jobs::{Decision, LoopSettings, LoopState, Pending, Promotion, LOOP_SETTINGS, LOOP_STATE};
+use store::{
+    jobs::{Job, JobState},
+    Store, StoreError,
+};
+use trainer::registry::Registry;
+
+/// Decisions kept in the state.
+const MAX_DECISIONS: usize = 200;
+
+/// The loop, run by the job thread between jobs.
+pub struct Scheduler {
+    store: Store,
+    reg: Registry,
+    /// (rankings, comparisons) when last counted.
+    counted: (usize, usize),
+}
+
+/// The stored settings (defaults when none were saved).
+pub fn settings(store: &Store) -> LoopSettings {
+    store.meta_json(LOOP_SETTINGS).ok().flatten().unwrap_or_default()
+}
+
+/// The stored state.
+pub fn state(store: &Store) -> LoopState {
+    store.meta_json(LOOP_STATE).ok().flatten().unwrap_or_default()
+}
+
+fn decide(st: &mut LoopState, text: String) {
+    tracing::info!(target: "alignbox::loop", "{text}");
+    st.decisions.push(Decision { at_ms: store::now_ms(), text });
+    if st.decisions.len() > MAX_DECISIONS {
+        st.decisions.drain(..st.decisions.len() - MAX_DECISIONS);
+    }
+}
+
+/// Comparisons (ordered pairs) in the stored rankings.
+pub fn count_comparisons(store: &Store) -> Result<usize, StoreError> {
+    Ok(store.rankings()?.iter().filter(|r| r.skipped.is_none()).map(|r| r.pairs().len()).sum())
+}
+
+/// Makes `version` (a policy) the current policy and records it.
+pub fn promote(store: &Store, reg: &Registry, version: &str, by: &str) -> Result<(), String> {
+    let v = reg.get(version).map_err(|e| e.to_string())?;
+    if v.kind != "policy" {
+        return Err(format!("{version} is a {}, not a policy", v.kind));
+    }
+    let previous = reg.default_id().map_err(|e| e.to_string())?;
+    if previous.as_deref() == Some(version) {
+        return Err(format!("{version} is already the current policy"));
+    }
+    reg.set_default(version).map_err(|e| e.to_string())?;
+    let p = Promotion { at_ms: store::now_ms(), policy: version.into(), previous, by: by.into(), action: "promote".into() };
+    store
+        .update_meta_json(LOOP_STATE, |st: &mut LoopState| {
+            st.promotions.push(p.clone());
+            decide(st, format!("{by} made {} the current policy", p.policy));
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Reverts the promotion that made the current policy current; returns the policy current afterwards.
+pub fn rollback(store: &Store, reg: &Registry, by: &str) -> Result<String, String> {
+    let current = reg.default_id().map_err(|e| e.to_string())?.ok_or("there is no current policy")?;
+    let st = state(store);
+    let back = st
+        .promotions
+        .iter()
+        .rev()
+        .find(|p| p.policy == current)
+        .and_then(|p| p.previous.clone())
+        .ok_or_else(|| format!("{current} was not promoted from another policy: nothing to roll back"))?;
+    reg.set_default(&back).map_err(|e| e.to_string())?;
+    let p = Promotion {
+        at_ms: store::now_ms(),
+        policy: back.clone(),
+        previous: Some(current.clone()),
+        by: by.into(),
+        action: "rollback".into(),
+    };
+    store
+        .update_meta_json(LOOP_STATE, |st: &mut LoopState| {
+            st.promotions.push(p.clone());
+            decide(st, format!("{by} rolled back from {current} to {}", p.policy));
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(back)
+}
+
+fn words(s: &str) -> impl Iterator<Item = String> + '_ {
+    s.split_whitespace().map(String::from)
+}
+
+fn metric(job: &Job, key: &str) -> Option<f64> {
+    job.result.as_ref()?.get("metrics")?.get(key)?.as_f64()
+}
+
+fn produced(job: &Job) -> Option<String> {
+    job.result.as_ref()?.get("version")?.as_str().map(String::from)
+}
+
+impl Scheduler {
+    /// The loop on `store` and `reg`.
+    pub fn new(store: Store, reg: Registry) -> Self {
+        Self { store, reg, counted: (usize::MAX, 0) }
+    }
+
+    /// Comparisons stored now (recounted only when the number of rankings changed).
+    pub fn comparisons(&mut self) -> Result<usize, StoreError> {
+        let n = self.store.ranking_count();
+        if n != self.counted.0 {
+            self.counted = (n, count_comparisons(&self.store)?);
+        }
+        Ok(self.counted.1)
+    }
+
+    fn enqueue(&self, argv: Vec<String>) -> Result<Job, StoreError> {
+        let kind = super::command::kind(&argv);
+        self.store.enqueue_job(argv, &kind, "loop")
+    }
+
+    fn update(&self, f: impl Fn(&mut LoopState)) -> Result<LoopState, StoreError> {
+        self.store.update_meta_json(LOOP_STATE, f)
+    }
+
+    /// Starts the next step when nothing is queued or running: a reward-model job after enough new
+    /// comparisons. Also catches up on a waited-for job that finished while the process was down.
+    pub fn tick(&mut self) -> Result<(), StoreError> {
+        let st = state(&self.store);
+        if let Some(p) = &st.pending {
+            match self.store.job(p.job())? {
+                Some(job) if job.state.is_final() => self.on_finished(&job)?,
+                Some(_) => {}
+                None => {
+                    self.update(|st| {
+                        st.pending = None;
+                        decide(st, "the job the loop waited for is gone; starting over".into());
+                    })?;
+                }
+            }
+            return Ok(());
+        }
+        let s = settings(&self.store);
+        if s.paused || self.store.next_queued_job()?.is_some() || self.store.count_jobs(JobState::Running)? > 0 {
+            return Ok(());
+        }
+        let comparisons = self.comparisons()?;
+        if comparisons >= st.comparisons_at_last_rm + s.rm_after {
+            let argv: Vec<String> = ["train", "rm"].map(String::from).into_iter().chain(words(&s.rm_options)).collect();
+            let job = self.enqueue(argv)?;
+            let fresh = comparisons - st.comparisons_at_last_rm;
+            self.update(|st| {
+                st.pending = Some(Pending::Rm { job: job.id });
+                st.comparisons_at_last_rm = comparisons;
+                decide(st, format!("{fresh} new comparisons ({comparisons} in all): training a reward model (job {})", job.id));
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Moves the loop on when the job it waited for reached a final state.
+    pub fn on_finished(&mut self, job: &Job) -> Result<(), StoreError> {
+        let st = state(&self.store);
+        let Some(pending) = st.pending.clone() else { return Ok(()) };
+        if pending.job() != job.id || !job.state.is_final() {
+            return Ok(());
+        }
+        let s = settings(&self.store);
+        if job.state != JobState::Done {
+            let why = job.error.clone().unwrap_or_default();
+            self.update(|st| {
+                st.pending = None;
+                decide(st, format!("{} job {} {}{}; the loop waits for new comparisons", job.kind, job.id, job.state.name(), if why.is_empty() { String::new() } else { format!(": {why}") }));
+            })?;
+            return Ok(());
+        }
+        let version = produced(job).unwrap_or_default();
+        match pending {
+            Pending::Rm { .. } => {
+                let accuracy = metric(job, "accuracy").unwrap_or(0.0);
+                match st.accepted_rm.clone() {
+                    None => self.accept(&s, &version, format!("accepted {version}, the first reward model (held-out accuracy {accuracy:.3})"))?,
+                    Some(old) => {
+                        let argv = ["eval", "rm", "--model", &old, "--split-of", &version].map(String::from).to_vec();
+                        let j = self.enqueue(argv)?;
+                        self.update(|st| {
+                            st.pending = Some(Pending::RmCompare { job: j.id, new: version.clone(), accuracy });
+                            decide(st, format!("{version}: held-out accuracy {accuracy:.3}; measuring {old} on the same rankings (job {})", j.id));
+                        })?;
+                    }
+                }
+            }
+            Pending::RmCompare { new, accuracy, .. } => {
+                let old_acc = metric(job, "accuracy").unwrap_or(0.0);
+                if accuracy >= old_acc - s.rm_tolerance {
+                    self.accept(&s, &new, format!("accepted {new}: held-out accuracy {accuracy:.3} ≥ {old_acc:.3} (accepted model) − {}", s.rm_tolerance))?;
+                } else {
+                    self.update(|st| {
+                        st.pending = None;
+                        decide(st, format!("rejected {new}: held-out accuracy {accuracy:.3} < {old_acc:.3} (accepted model) − {}; keeping {}", s.rm_tolerance, st.accepted_rm.clone().unwrap_or_default()));
+                    })?;
+                }
+            }
+            Pending::Policy { rm, .. } => {
+                let current = self.reg.default_id().ok().flatten().unwrap_or_default();
+                let argv: Vec<String> = ["eval", "policy", "--model", &version, "--against", &current, "--reward", &rm]
+                    .map(String::from)
+                    .into_iter()
+                    .chain(words(&s.eval_options))
+                    .collect();
+                let j = self.enqueue(argv)?;
+                self.update(|st| {
+                    st.pending = Some(Pending::PolicyEval { job: j.id, new: version.clone(), against: current.clone() });
+                    decide(st, format!("{version} trained; evaluating it against {current} with {rm} (job {})", j.id));
+                })?;
+            }
+            Pending::PolicyEval { new, against, .. } => {
+                let (kl, win) = (metric(job, "kl").unwrap_or(f64::INFINITY), metric(job, "rm_win_rate").unwrap_or(0.0));
+                let (lo, hi) = (metric(job, "rm_win_rate_low").unwrap_or(0.0), metric(job, "rm_win_rate_high").unwrap_or(1.0));
+                if kl <= s.kl_budget && win >= s.min_win_rate {
+                    if let Err(e) = promote(&self.store, &self.reg, &new, "loop") {
+                        self.update(|st| {
+                            st.pending = None;
+                            decide(st, format!("could not promote {new}: {e}"));
+                        })?;
+                        return Ok(());
+                    }
+                    let argv: Vec<String> = ["candidates", "--resample", &s.resample.to_string(), "--model", &new].map(String::from).to_vec();
+                    let j = self.enqueue(argv)?;
+                    self.update(|st| {
+                        st.pending = Some(Pending::Candidates { job: j.id });
+                        decide(st, format!("promoted {new} over {against}: win-rate {win:.3} (95% CI {lo:.2}–{hi:.2}) ≥ {}, KL {kl:.2} ≤ {}; fresh candidates (job {})", s.min_win_rate, s.kl_budget, j.id));
+                    })?;
+                } else {
+                    self.update(|st| {
+                        st.pending = None;
+                        decide(st, format!("kept {against}: {new} has win-rate {win:.3} (needs ≥ {}) and KL {kl:.2} (budget {})", s.min_win_rate, s.kl_budget));
+                    })?;
+                }
+            }
+            Pending::Candidates { .. } => {
+                let n = metric(job, "prompts").unwrap_or(0.0);
+                self.update(|st| {
+                    st.pending = None;
+                    decide(st, format!("{n} prompts answered by {version}"));
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn accept(&self, s: &LoopSettings, rm: &str, why: String) -> Result<(), StoreError> {
+        let argv: Vec<String> = match s.method.as_str() {
+            "dpo" => ["train", "dpo"].map(String::from).into_iter().chain(words(&s.policy_options)).collect(),
+            _ => ["train", "ppo", "--reward", rm].map(String::from).into_iter().chain(words(&s.policy_options)).collect(),
+        };
+        let j = self.enqueue(argv)?;
+        self.update(|st| {
+            st.accepted_rm = Some(rm.to_string());
+            st.pending = Some(Pending::Policy { job: j.id, rm: rm.to_string() });
+            decide(st, format!("{why}; updating the policy with {} (job {})", s.method.to_uppercase(), j.id));
+        })?;
+        Ok(())
+    }
+
+    /// One line: what the loop is doing or waiting for.
+    pub fn status(store: &Store, comparisons: usize) -> String {
+        let s = settings(store);
+        let st = state(store);
+        if let Some(p) = &st.pending {
+            let what = match p {
+                Pending::Rm { .. } => "training a reward model",
+                Pending::RmCompare { .. } => "comparing the new reward model with the accepted one",
+                Pending::Policy { .. } => "updating the policy",
+                Pending::PolicyEval { .. } => "evaluating the new policy",
+                Pending::Candidates { .. } => "generating candidates from the new policy",
+            };
+            return format!("{what} (job {})", p.job());
+        }
+        if s.paused {
+            return "paused".into();
+        }
+        let next = st.comparisons_at_last_rm + s.rm_after;
+        format!("waiting for comparisons: {comparisons} of {next} for the next reward model")
+    }
+}
+
+/// Whether `settings`' option strings parse as the jobs they configure.
+pub fn check_options(s: &LoopSettings) -> Result<(), String> {
+    let parse = |head: &[&str], opts: &str, what: &str| {
+        let argv: Vec<String> = head.iter().map(|w| w.to_string()).chain(words(opts)).collect();
+        super::command::parse(&argv).map(|_| ()).map_err(|e| format!("{what}: {e}"))
+    };
+    parse(&["train", "rm"], &s.rm_options, "reward-model options")?;
+    match s.method.as_str() {
+        "dpo" => parse(&["train", "dpo"], &s.policy_options, "policy options")?,
+        _ => parse(&["train", "ppo", "--reward", "x"], &s.policy_options, "policy options")?,
+    }
+    parse(&["eval", "policy", "--model", "x", "--reward", "y"], &s.eval_options, "evaluation options")
+}
