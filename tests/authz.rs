@@ -96,6 +96,26 @@ fn endpoints(csrf: &str, n: usize) -> Vec<(&'static str, &'static str, bool, Bod
             f(&[("csrf", c.clone()), ("name", format!("new{n}")), ("role", "annotator".into())]),
         ),
         ("disable_user", "admin", true, f(&[("csrf", c.clone()), ("name", format!("victim{n}"))])),
+        ("dashboard", "operator", false, f(&[])),
+        ("job_detail", "operator", false, f(&[("id", "1".into())])),
+        ("estimate_job", "operator", false, f(&[("command", "bundle nope".into())])),
+        ("submit_job", "operator", true, f(&[("csrf", c.clone()), ("command", "bundle nope".into())])),
+        ("cancel_job", "operator", true, f(&[("csrf", c.clone()), ("id", "1".into())])),
+        (
+            "set_loop",
+            "operator",
+            true,
+            Body::Json(
+                serde_json::json!({"csrf": c, "settings": {"paused": true, "rm_after": 10, "method": "dpo",
+                "rm_options": "", "policy_options": "", "eval_options": "", "rm_tolerance": 0.0, "kl_budget": 1.0,
+                "min_win_rate": 0.5, "resample": 0}}),
+            ),
+        ),
+        ("promote", "operator", true, f(&[("csrf", c.clone()), ("version", "nope".into())])),
+        ("rollback", "operator", true, f(&[("csrf", c.clone())])),
+        ("list_api_keys", "admin", false, f(&[])),
+        ("issue_api_key", "admin", true, f(&[("csrf", c.clone()), ("name", format!("key{n}"))])),
+        ("revoke_api_key", "admin", true, f(&[("csrf", c.clone()), ("id", "1".into())])),
     ]
 }
 
@@ -144,6 +164,20 @@ fn every_server_function_checks_role_and_csrf_on_the_server() {
                 let (status, text) = call(&base, caller, endpoint, stripped);
                 assert_eq!(status, 403, "{who} → {endpoint} without CSRF token: {text}");
                 assert!(text.contains("CSRF"), "{text}");
+            }
+        }
+    }
+
+    // The event stream and export downloads are for operators only.
+    for path in ["/api/events", "/api/exports/x/manifest.json"] {
+        for (caller, want) in [(&callers[0], 401), (&callers[1], 403)] {
+            let mut req = ureq::get(&format!("{base}{path}"));
+            if let Some(c) = &caller.cookie {
+                req = req.set("cookie", c);
+            }
+            match req.call() {
+                Err(ureq::Error::Status(code, _)) => assert_eq!(code, want, "{path}"),
+                other => panic!("{path} answered {:?}", other.map(|r| r.status())),
             }
         }
     }

@@ -42,7 +42,9 @@ impl ServerControl {
         self.store
             .prompts()
             .ok()
-            .and_then(|ps| ps.iter().filter_map(|p| self.store.candidates_of(p.id).ok().map(|c| c.len())).max())
+            .and_then(|ps| {
+                ps.iter().filter_map(|p| self.store.candidates_of(p.id).ok().map(|c| c.len())).max()
+            })
             .unwrap_or(4)
     }
 
@@ -92,13 +94,17 @@ impl ServerControl {
                 Some(((v.created_unix as f64 - t0) / 60.0, acc))
             })
             .collect();
-        let evals: Vec<&store::jobs::Job> =
-            jobs.iter().filter(|j| j.kind == "eval policy" && j.state == store::jobs::JobState::Done).collect();
+        let evals: Vec<&store::jobs::Job> = jobs
+            .iter()
+            .filter(|j| j.kind == "eval policy" && j.state == store::jobs::JobState::Done)
+            .collect();
         let at = |j: &store::jobs::Job| (j.finished_ms.unwrap_or(0) as f64 / 1000.0 - t0) / 60.0;
         let metric = |j: &store::jobs::Job, k: &str| {
             j.result.as_ref().and_then(|r| r.get("metrics")).and_then(|m| m.get(k)).and_then(|x| x.as_f64())
         };
-        let series = |k: &str| -> Vec<(f64, f64)> { evals.iter().filter_map(|j| Some((at(j), metric(j, k)?))).collect() };
+        let series = |k: &str| -> Vec<(f64, f64)> {
+            evals.iter().filter_map(|j| Some((at(j), metric(j, k)?))).collect()
+        };
         vec![
             Chart {
                 title: "Reward-model held-out accuracy".into(),
@@ -141,8 +147,10 @@ impl ServerControl {
                     .filter_map(|(_, x, m)| Some((*x, m.get(key)?.as_f64()?)))
                     .collect(),
             };
-            let series: Vec<Series> =
-                [line("step", "train"), line("eval", "held-out")].into_iter().filter(|s| !s.points.is_empty()).collect();
+            let series: Vec<Series> = [line("step", "train"), line("eval", "held-out")]
+                .into_iter()
+                .filter(|s| !s.points.is_empty())
+                .collect();
             if !series.is_empty() {
                 charts.push(Chart { title: title.into(), x: "step".into(), series });
             }
@@ -180,7 +188,14 @@ impl app::ssr::Control for ServerControl {
 
     fn job_detail(&self, id: u64) -> Result<JobDetail, String> {
         let job = self.store.job(id).map_err(s)?.ok_or_else(|| format!("job {id} does not exist"))?;
-        let log = self.store.job_log(id).map_err(s)?.into_iter().filter(|l| l.event.is_none()).map(|l| l.text).collect();
+        let log = self
+            .store
+            .job_log(id)
+            .map_err(s)?
+            .into_iter()
+            .filter(|l| l.event.is_none())
+            .map(|l| l.text)
+            .collect();
         Ok(JobDetail { job: JobView::from(&job), log, charts: self.job_charts(id)? })
     }
 

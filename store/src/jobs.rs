@@ -297,8 +297,11 @@ mod tests {
         let other = s.enqueue_job(vec!["y".into()], "y", "loop").unwrap();
         let text = |t: &str| LogLine { at_ms: 1, text: t.into(), event: None };
         s.append_job_log(a.id, &text("one")).unwrap();
-        s.append_job_log(a.id, &LogLine { at_ms: 2, text: String::new(), event: Some(serde_json::json!({"step": 1})) })
-            .unwrap();
+        s.append_job_log(
+            a.id,
+            &LogLine { at_ms: 2, text: String::new(), event: Some(serde_json::json!({"step": 1})) },
+        )
+        .unwrap();
         s.append_job_log(other.id, &text("elsewhere")).unwrap();
         s.append_job_log(a.id, &text("two")).unwrap();
         assert_eq!(s.job_log(a.id).unwrap().len(), 3);

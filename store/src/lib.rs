@@ -229,7 +229,11 @@ impl Store {
         }
     }
 
-    pub(crate) fn all<T: DeserializeOwned>(&self, tree: &Tree, name: &'static str) -> Result<Vec<T>, StoreError> {
+    pub(crate) fn all<T: DeserializeOwned>(
+        &self,
+        tree: &Tree,
+        name: &'static str,
+    ) -> Result<Vec<T>, StoreError> {
         tree.iter().map(|r| r.map_err(StoreError::from).and_then(|(k, v)| decode(name, &k, &v))).collect()
     }
 

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: the real `alignbox` binary on a loopback port over a temp data dir.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod webdriver;
 
 use std::{

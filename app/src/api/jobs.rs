@@ -47,7 +47,12 @@ impl From<&store::jobs::Job> for JobView {
             total: j.total,
             message: j.message.clone(),
             error: j.error.clone(),
-            produced: j.result.as_ref().and_then(|r| r.get("version")).and_then(|v| v.as_str()).map(String::from),
+            produced: j
+                .result
+                .as_ref()
+                .and_then(|r| r.get("version"))
+                .and_then(|v| v.as_str())
+                .map(String::from),
             created_ms: j.created_ms,
             seconds: j.started_ms.map_or(0.0, |s| end.saturating_sub(s) as f64 / 1000.0),
         }
@@ -295,7 +300,8 @@ pub async fn submit_job(csrf: String, command: String) -> Result<JobView, Server
     let user = auth::require_with_csrf(store::Role::Operator, &csrf).await?;
     let argv: Vec<String> = command.split_whitespace().map(String::from).collect();
     expect_context::<ServerContext>().control.submit(argv, &format!("user:{}", user.name)).map_err(|e| {
-        expect_context::<leptos_axum::ResponseOptions>().set_status(axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+        expect_context::<leptos_axum::ResponseOptions>()
+            .set_status(axum::http::StatusCode::UNPROCESSABLE_ENTITY);
         fail(e)
     })
 }

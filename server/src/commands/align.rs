@@ -282,8 +282,7 @@ fn fit_dpo<B: TrainBackend>(
     let policy = fit.policy::<B>(tensors)?;
     let task = DpoTask::<B>::new(beta, pad, eval_items, 8);
     let optim = trainer::optim::adamw::<B, Llama<B>>(fit.args.weight_decay, fit.args.clip);
-    let (policy, metrics, state) =
-        train(fit.env, &task, policy, optim, &train_items, fit.run, fit.run_dir)?;
+    let (policy, metrics, state) = train(fit.env, &task, policy, optim, &train_items, fit.run, fit.run_dir)?;
     Ok((policy.valid(), metrics, state))
 }
 

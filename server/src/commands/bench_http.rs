@@ -49,7 +49,12 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
             reg: trainer::registry::Registry::new(&dir),
         }),
     };
-    let state = router::AppState { leptos: router::leptos_options(addr), ctx, site: Default::default(), serving: Default::default() };
+    let state = router::AppState {
+        leptos: router::leptos_options(addr),
+        ctx,
+        site: Default::default(),
+        serving: Default::default(),
+    };
     let app = router::build(state);
     runtime.spawn(async move { axum::serve(listener, app).await });
 

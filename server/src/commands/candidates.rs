@@ -125,7 +125,8 @@ pub fn resample(store: &Store, policy: &str, n: usize) -> anyhow::Result<Vec<Pro
             break;
         }
         let p = &newest[&root];
-        let answered_by_policy = store.candidates_of(p.id)?.iter().any(|c| c.policy.as_deref() == Some(policy));
+        let answered_by_policy =
+            store.candidates_of(p.id)?.iter().any(|c| c.policy.as_deref() == Some(policy));
         let unanswered = store.candidates_of(p.id)?.is_empty();
         if answered_by_policy || unanswered {
             continue; // already a fresh item for this policy (or one waiting for its answers)
@@ -147,7 +148,9 @@ pub fn resample(store: &Store, policy: &str, n: usize) -> anyhow::Result<Vec<Pro
 pub fn run_in(args: &CandidatesArgs, env: &Env, answerer: &mut Answerer) -> anyhow::Result<Produced> {
     let policy = match &args.model {
         Some(m) => m.clone(),
-        None => env.reg.default_id()?.context("no current policy: import one with `alignbox models import`")?,
+        None => {
+            env.reg.default_id()?.context("no current policy: import one with `alignbox models import`")?
+        }
     };
     anyhow::ensure!(args.k >= 2, "--k must be at least 2");
     let fresh = resample(&env.store, &policy, args.resample)?;

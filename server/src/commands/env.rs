@@ -73,7 +73,14 @@ impl Env {
         report: Arc<dyn Report>,
         cancel: Arc<dyn Fn() -> bool + Send + Sync>,
     ) -> Self {
-        Self { data_dir: data_dir.to_path_buf(), reg: Registry::new(data_dir), store, _lock: None, report, cancel }
+        Self {
+            data_dir: data_dir.to_path_buf(),
+            reg: Registry::new(data_dir),
+            store,
+            _lock: None,
+            report,
+            cancel,
+        }
     }
 
     /// Reports a line.
@@ -137,6 +144,9 @@ pub struct Produced {
 impl Produced {
     /// Prints the one JSON line the CLI writes on stdout.
     pub fn print(&self) {
-        println!("{}", serde_json::json!({"version": self.version, "kind": self.kind, "metrics": self.metrics}));
+        println!(
+            "{}",
+            serde_json::json!({"version": self.version, "kind": self.kind, "metrics": self.metrics})
+        );
     }
 }

@@ -66,10 +66,8 @@ pub fn eval_rm(env: &Env, model: &str, all: bool, split_of: Option<&str>) -> any
     let lineage = version.lineage.as_ref();
     let max_tokens = lineage.map_or(512.0, |l| num(l.config.get("max_tokens"), 512.0)) as usize;
     let eos = tok.eos_id().or(rm.trunk.config.eos_token_ids.first().copied());
-    let weight_by_agreement = lineage
-        .and_then(|l| l.config.get("weight_by_agreement"))
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false);
+    let weight_by_agreement =
+        lineage.and_then(|l| l.config.get("weight_by_agreement")).and_then(|v| v.as_bool()).unwrap_or(false);
     let opts = RmData { eval_fraction: fraction, seed, max_tokens, weight_by_agreement };
     let split = train_data::rm_groups(&env.store, &tok, eos, &opts)?;
     let groups: Vec<RankGroup> =
@@ -141,7 +139,8 @@ pub fn eval_policy(env: &Env, a: &EvalPolicyArgs) -> anyhow::Result<Metrics> {
     let (policy, tok) = load(&a.model)?;
     let (other, _) = load(&against)?;
     let (reward, _) = env.reg.load_reward_model::<Infer>(&a.reward, &device)?;
-    if policy.config.vocab_size != other.config.vocab_size || policy.config.vocab_size != reward.trunk.config.vocab_size
+    if policy.config.vocab_size != other.config.vocab_size
+        || policy.config.vocab_size != reward.trunk.config.vocab_size
     {
         bail!("{}, {against} and {} must share a tokenizer", a.model, a.reward);
     }
@@ -158,7 +157,8 @@ pub fn eval_policy(env: &Env, a: &EvalPolicyArgs) -> anyhow::Result<Metrics> {
         pad_id: eos.unwrap_or(0),
         ..PpoConfig::default()
     };
-    let host = |t: trainer::burn::tensor::Tensor<Infer, 1>| t.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+    let host =
+        |t: trainer::burn::tensor::Tensor<Infer, 1>| t.into_data().convert::<f32>().to_vec::<f32>().unwrap();
     let (mut score, mut other_score, mut wins, mut kl, mut len) = (0.0, 0.0, 0.0, 0.0, 0.0);
     let mut answers = Vec::new();
     for (i, chunk) in prompts.chunks(8).enumerate() {

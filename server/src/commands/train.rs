@@ -32,9 +32,7 @@ use super::{
     env::{Cancelled, Env, Produced},
     train_data::{self, corpus_documents, RmData, Split},
 };
-use crate::{
-    cli::{DecayArg, TiesArg, TrainArgs, TrainCommand, TrainRmArgs},
-};
+use crate::cli::{DecayArg, TiesArg, TrainArgs, TrainCommand, TrainRmArgs};
 
 /// Runs `alignbox train …` on the data directory it names (locked while it runs) and prints the result.
 pub fn run(cmd: TrainCommand) -> anyhow::Result<()> {
@@ -403,8 +401,7 @@ fn fit_rm<B: TrainBackend>(
     let model = RewardModel::new(fit.policy::<B>(tensors)?, head, &device);
     let task = RmTask::<B>::new(cfg.clone(), data.eval.clone(), 16);
     let optim = trainer::optim::adamw::<B, RewardModel<B>>(cfg.weight_decay, cfg.clip_norm);
-    let (model, metrics, state) =
-        train(fit.env, &task, model, optim, &data.train, fit.run, fit.run_dir)?;
+    let (model, metrics, state) = train(fit.env, &task, model, optim, &data.train, fit.run, fit.run_dir)?;
     Ok((model.valid(), metrics, state))
 }
 
@@ -417,8 +414,7 @@ fn fit_sft<B: TrainBackend>(
     let model = fit.policy::<B>(tensors)?;
     let task = SftTask::<B>::new(cfg.pad_id, data.eval.clone(), 8);
     let optim = trainer::optim::adamw::<B, Llama<B>>(cfg.weight_decay, cfg.clip_norm);
-    let (model, metrics, state) =
-        train(fit.env, &task, model, optim, &data.train, fit.run, fit.run_dir)?;
+    let (model, metrics, state) = train(fit.env, &task, model, optim, &data.train, fit.run, fit.run_dir)?;
     Ok((model.valid(), metrics, state))
 }
 

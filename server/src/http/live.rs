@@ -15,10 +15,12 @@ use axum::{
 use store::Role;
 
 /// 401 without a session, 403 below operator.
-pub fn require_operator(ctx: &ServerContext, headers: &HeaderMap) -> Result<store::User, Response> {
+pub fn require_operator(ctx: &ServerContext, headers: &HeaderMap) -> Result<store::User, Box<Response>> {
     match app::ssr::auth::user_from_headers(&ctx.store, headers) {
-        None => Err((StatusCode::UNAUTHORIZED, "not logged in").into_response()),
-        Some(u) if u.role < Role::Operator => Err((StatusCode::FORBIDDEN, "this needs the operator role").into_response()),
+        None => Err(Box::new((StatusCode::UNAUTHORIZED, "not logged in").into_response())),
+        Some(u) if u.role < Role::Operator => {
+            Err(Box::new((StatusCode::FORBIDDEN, "this needs the operator role").into_response()))
+        }
         Some(u) => Ok(u),
     }
 }
@@ -33,18 +35,19 @@ fn jobs_json(store: &store::Store) -> String {
 /// The event stream: an event `jobs` with the job list at once and whenever it changes.
 pub async fn events(State(ctx): State<ServerContext>, headers: HeaderMap) -> Response {
     if let Err(r) = require_operator(&ctx, &headers) {
-        return r;
+        return *r;
     }
-    let stream = futures_util::stream::unfold((ctx.store.clone(), String::new()), |(store, last)| async move {
-        loop {
-            let json = jobs_json(&store);
-            if json != last {
-                let event = Event::default().event("jobs").data(json.clone());
-                return Some((Ok::<_, Infallible>(event), (store, json)));
+    let stream =
+        futures_util::stream::unfold((ctx.store.clone(), String::new()), |(store, last)| async move {
+            loop {
+                let json = jobs_json(&store);
+                if json != last {
+                    let event = Event::default().event("jobs").data(json.clone());
+                    return Some((Ok::<_, Infallible>(event), (store, json)));
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    });
+        });
     Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
 }
 
@@ -55,7 +58,7 @@ pub async fn download(
     Path((name, file)): Path<(String, String)>,
 ) -> Response {
     if let Err(r) = require_operator(&ctx, &headers) {
-        return r;
+        return *r;
     }
     let Some(path) = crate::commands::bundle::resolve(&ctx.data_dir, &name, &file) else {
         return (StatusCode::NOT_FOUND, "no such file in the exports").into_response();

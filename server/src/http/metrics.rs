@@ -45,7 +45,9 @@ pub fn render(ctx: &ServerContext) -> String {
             let _ = writeln!(o, "{name}{labels} {v}");
         }
     };
-    let classes = (0..5).map(|i| (format!("{{class=\"{}xx\"}}", i + 1), REQUESTS[i].load(Ordering::Relaxed) as f64)).collect();
+    let classes = (0..5)
+        .map(|i| (format!("{{class=\"{}xx\"}}", i + 1), REQUESTS[i].load(Ordering::Relaxed) as f64))
+        .collect();
     metric("alignbox_http_requests_total", "counter", "HTTP requests answered, by status class.", classes);
     metric(
         "alignbox_http_request_seconds_total",
@@ -61,7 +63,9 @@ pub fn render(ctx: &ServerContext) -> String {
         "Jobs by state (queued = queue depth).",
         states
             .iter()
-            .map(|s| (format!("{{state=\"{}\"}}", s.name()), jobs.iter().filter(|j| j.state == *s).count() as f64))
+            .map(|s| {
+                (format!("{{state=\"{}\"}}", s.name()), jobs.iter().filter(|j| j.state == *s).count() as f64)
+            })
             .collect(),
     );
     let mut kinds: Vec<&str> = jobs.iter().map(|j| j.kind.as_str()).collect();
@@ -82,7 +86,12 @@ pub fn render(ctx: &ServerContext) -> String {
     }
     metric("alignbox_job_duration_seconds_sum", "counter", "Run time of finished jobs, by kind.", sums);
     metric("alignbox_job_duration_seconds_count", "counter", "Finished jobs, by kind.", counts);
-    metric("alignbox_job_steps_per_second", "gauge", "Throughput of the latest finished job of each kind.", rates);
+    metric(
+        "alignbox_job_steps_per_second",
+        "gauge",
+        "Throughput of the latest finished job of each kind.",
+        rates,
+    );
     metric(
         "alignbox_data",
         "gauge",
@@ -98,7 +107,12 @@ pub fn render(ctx: &ServerContext) -> String {
         let v = reg.get(id).ok()?;
         Some((format!("{{version=\"{}\"}}", label(id)), v.lineage?.metrics.get("accuracy")?.as_f64()?))
     });
-    metric("alignbox_rm_accuracy", "gauge", "Held-out accuracy of the accepted reward model.", acc.into_iter().collect());
+    metric(
+        "alignbox_rm_accuracy",
+        "gauge",
+        "Held-out accuracy of the accepted reward model.",
+        acc.into_iter().collect(),
+    );
     let last_eval = jobs.iter().rev().find(|j| j.kind == "eval policy" && j.state == JobState::Done);
     let eval_metric = |k: &str| -> Vec<(String, f64)> {
         last_eval
@@ -110,8 +124,18 @@ pub fn render(ctx: &ServerContext) -> String {
             .into_iter()
             .collect()
     };
-    metric("alignbox_policy_kl", "gauge", "KL per answer of the latest evaluated policy to the one it was compared with.", eval_metric("kl"));
-    metric("alignbox_policy_win_rate", "gauge", "Reward-model win-rate of the latest evaluated policy.", eval_metric("rm_win_rate"));
+    metric(
+        "alignbox_policy_kl",
+        "gauge",
+        "KL per answer of the latest evaluated policy to the one it was compared with.",
+        eval_metric("kl"),
+    );
+    metric(
+        "alignbox_policy_win_rate",
+        "gauge",
+        "Reward-model win-rate of the latest evaluated policy.",
+        eval_metric("rm_win_rate"),
+    );
     metric(
         "alignbox_chat_completions_total",
         "counter",

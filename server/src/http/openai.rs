@@ -32,11 +32,14 @@ use super::metrics::{COMPLETIONS, COMPLETION_TOKENS};
 /// The policy loaded for serving (one at a time; requests for another version reload).
 #[derive(Default)]
 pub struct Serving {
-    loaded: Mutex<Option<(String, Arc<(Llama<Infer>, TextTokenizer)>)>>,
+    loaded: Mutex<Option<(String, Loaded)>>,
 }
 
+/// A loaded policy and its tokenizer.
+type Loaded = Arc<(Llama<Infer>, TextTokenizer)>;
+
 impl Serving {
-    fn model(&self, reg: &Registry, id: &str) -> Result<Arc<(Llama<Infer>, TextTokenizer)>, String> {
+    fn model(&self, reg: &Registry, id: &str) -> Result<Loaded, String> {
         let mut slot = self.loaded.lock().map_err(|_| "model cache poisoned".to_string())?;
         if let Some((loaded, m)) = slot.as_ref() {
             if loaded == id {
@@ -45,7 +48,11 @@ impl Serving {
         }
         let v = reg.get(id).map_err(|e| e.to_string())?;
         let path = reg.model_path(&v);
-        let m = reg.load(id).map_err(|e| e.to_string())?.into_model::<Infer>(&default_device(), &path).map_err(|e| e.to_string())?;
+        let m = reg
+            .load(id)
+            .map_err(|e| e.to_string())?
+            .into_model::<Infer>(&default_device(), &path)
+            .map_err(|e| e.to_string())?;
         let m = Arc::new(m);
         *slot = Some((id.to_string(), m.clone()));
         Ok(m)
@@ -54,22 +61,27 @@ impl Serving {
 
 /// An OpenAI-style error response.
 fn error(status: StatusCode, kind: &str, message: impl Into<String>, param: Option<&str>) -> Response {
-    (status, Json(json!({"error": {"message": message.into(), "type": kind, "param": param, "code": null}}))).into_response()
+    (status, Json(json!({"error": {"message": message.into(), "type": kind, "param": param, "code": null}})))
+        .into_response()
 }
 
 /// The API key's holder, or the 401 response.
-fn authorize(ctx: &ServerContext, headers: &HeaderMap) -> Result<store::keys::ApiKey, Response> {
+fn authorize(ctx: &ServerContext, headers: &HeaderMap) -> Result<store::keys::ApiKey, Box<Response>> {
     let secret = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let unauthorized = |m: &str| error(StatusCode::UNAUTHORIZED, "invalid_request_error", m, None);
-    let Some(secret) = secret else { return Err(unauthorized("missing API key: send Authorization: Bearer <key>")) };
+    let unauthorized = |m: &str| Box::new(error(StatusCode::UNAUTHORIZED, "invalid_request_error", m, None));
+    let Some(secret) = secret else {
+        return Err(unauthorized("missing API key: send Authorization: Bearer <key>"));
+    };
     match ctx.store.api_key(&app::ssr::auth::token_hash(secret)) {
         Ok(Some(k)) => Ok(k),
         Ok(None) => Err(unauthorized("invalid or revoked API key")),
-        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", e.to_string(), None)),
+        Err(e) => {
+            Err(Box::new(error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", e.to_string(), None)))
+        }
     }
 }
 
@@ -102,8 +114,8 @@ pub struct ChatRequest {
     n: Option<usize>,
 }
 
-fn resolve_model(reg: &Registry, requested: Option<&str>) -> Result<String, Response> {
-    let bad = |m: String| error(StatusCode::NOT_FOUND, "invalid_request_error", m, Some("model"));
+fn resolve_model(reg: &Registry, requested: Option<&str>) -> Result<String, Box<Response>> {
+    let bad = |m: String| Box::new(error(StatusCode::NOT_FOUND, "invalid_request_error", m, Some("model")));
     let id = match requested {
         None | Some("current") | Some("default") | Some("") => reg
             .default_id()
@@ -121,7 +133,7 @@ fn resolve_model(reg: &Registry, requested: Option<&str>) -> Result<String, Resp
 /// `GET /v1/models`: the stored policy versions.
 pub async fn models(State(ctx): State<ServerContext>, headers: HeaderMap) -> Response {
     if let Err(r) = authorize(&ctx, &headers) {
-        return r;
+        return *r;
     }
     let reg = Registry::new(&ctx.data_dir);
     let data: Vec<serde_json::Value> = reg
@@ -142,7 +154,7 @@ pub async fn chat(
     body: Result<Json<ChatRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     if let Err(r) = authorize(&ctx, &headers) {
-        return r;
+        return *r;
     }
     let Json(req) = match body {
         Ok(b) => b,
@@ -167,7 +179,7 @@ pub async fn chat(
     let reg = Registry::new(&ctx.data_dir);
     let model_id = match resolve_model(&reg, req.model.as_deref()) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let loaded = {
         let (serving, reg, id) = (serving.clone(), reg.clone(), model_id.clone());
@@ -178,7 +190,8 @@ pub async fn chat(
         }
     };
     let (model, tok) = (&loaded.0, &loaded.1);
-    let messages: Vec<ChatMessage> = req.messages.iter().map(|m| ChatMessage::new(&m.role, &m.content)).collect();
+    let messages: Vec<ChatMessage> =
+        req.messages.iter().map(|m| ChatMessage::new(&m.role, &m.content)).collect();
     let ids = match tok.apply_chat_template(&messages, true) {
         Ok(text) => tok.encode(&text, false),
         Err(_) => tok.encode(&req.messages.last().expect("non-empty").content, true),

@@ -59,7 +59,9 @@ pub fn kind(argv: &[String]) -> String {
 /// themselves, so that a restarted job finds its checkpoint.
 pub fn prepared(argv: &[String], id: u64) -> Vec<String> {
     let mut out = argv.to_vec();
-    if argv.first().is_some_and(|w| w == "train") && !argv.iter().any(|a| a == "--name" || a.starts_with("--name=")) {
+    if argv.first().is_some_and(|w| w == "train")
+        && !argv.iter().any(|a| a == "--name" || a.starts_with("--name="))
+    {
         out.extend(["--name".to_string(), format!("job-{id}")]);
     }
     out
@@ -195,7 +197,8 @@ pub fn estimate_line(cmd: &JobCommand, reg: &Registry, k: usize) -> Result<Strin
     let extra = match t.as_ref() {
         TrainCommand::Ppo(a) => {
             let rm = config_of(reg, &a.reward)?.num_params() * 4;
-            let critic = e.gradients + e.optimizer + e.activations + if adapters(args) { 0 } else { e.weights };
+            let critic =
+                e.gradients + e.optimizer + e.activations + if adapters(args) { 0 } else { e.weights };
             let reference = if adapters(args) { 0 } else { e.weights };
             format!(
                 "; critic {}, reference {}, reward model {}, PPO total {}",

@@ -69,7 +69,8 @@ pub fn recover(store: &Store) -> anyhow::Result<()> {
         let updated = store.update_job(job.id, true, |j| {
             if resumable {
                 j.state = JobState::Queued;
-                j.message = "interrupted by a restart; queued again (training resumes from its checkpoint)".into();
+                j.message =
+                    "interrupted by a restart; queued again (training resumes from its checkpoint)".into();
             } else {
                 j.state = JobState::Failed;
                 j.finished_ms = Some(store::now_ms());
@@ -135,7 +136,12 @@ fn sleep_unless(stop: &AtomicBool, d: Duration) {
 }
 
 /// Answers one prompt without candidates with the current policy; false when there is none (or no policy).
-fn answer_one(store: &Store, reg: &Registry, answerer: &mut Answerer, cfg: &SampleConfig) -> anyhow::Result<bool> {
+fn answer_one(
+    store: &Store,
+    reg: &Registry,
+    answerer: &mut Answerer,
+    cfg: &SampleConfig,
+) -> anyhow::Result<bool> {
     let Some(policy) = reg.default_id()? else { return Ok(false) };
     let Some(prompt) = store.prompts_without_candidates(1)?.into_iter().next() else { return Ok(false) };
     answerer.ensure(reg, &policy)?;
@@ -162,7 +168,13 @@ fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Runs one job to a final state and returns its record.
-fn run_job(data_dir: &Path, store: &Store, reg: &Registry, job: Job, answerer: &mut Answerer) -> anyhow::Result<Job> {
+fn run_job(
+    data_dir: &Path,
+    store: &Store,
+    reg: &Registry,
+    job: Job,
+    answerer: &mut Answerer,
+) -> anyhow::Result<Job> {
     let id = job.id;
     let job = store.update_job(id, true, |j| {
         j.state = JobState::Running;
@@ -178,7 +190,8 @@ fn run_job(data_dir: &Path, store: &Store, reg: &Registry, job: Job, answerer: &
             (Some(e), _) => format!("{}: {e}", state.name()),
             (None, _) => state.name().to_string(),
         };
-        let _ = store.append_job_log(id, &LogLine { at_ms: store::now_ms(), text: text.clone(), event: None });
+        let _ =
+            store.append_job_log(id, &LogLine { at_ms: store::now_ms(), text: text.clone(), event: None });
         tracing::info!(job = id, state = state.name(), error = ?error, "job finished");
         store.update_job(id, true, |j| {
             j.state = state;
@@ -219,4 +232,46 @@ fn run_job(data_dir: &Path, store: &Store, reg: &Registry, job: Job, answerer: &
         Ok(Err(e)) => finish(JobState::Failed, None, Some(format!("{e:#}")))?,
         Err(p) => finish(JobState::Failed, None, Some(format!("panicked: {}", panic_text(p))))?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interrupted_jobs_are_queued_again_until_the_third_attempt_then_failed_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let mut ids = Vec::new();
+        for attempts in [1, MAX_ATTEMPTS] {
+            let j = store.enqueue_job(vec!["train".into(), "rm".into()], "train rm", "loop").unwrap();
+            store
+                .update_job(j.id, true, |j| {
+                    j.state = JobState::Running;
+                    j.attempts = attempts;
+                    Ok(())
+                })
+                .unwrap();
+            ids.push(j.id);
+        }
+        let done = store.enqueue_job(vec!["x".into()], "x", "loop").unwrap();
+        store
+            .update_job(done.id, true, |j| {
+                j.state = JobState::Done;
+                Ok(())
+            })
+            .unwrap();
+        recover(&store).unwrap();
+        let again = store.job(ids[0]).unwrap().unwrap();
+        assert_eq!(again.state, JobState::Queued);
+        let failed = store.job(ids[1]).unwrap().unwrap();
+        assert_eq!(failed.state, JobState::Failed);
+        assert!(failed.error.unwrap().contains("interrupted by a restart 3 times"));
+        assert_eq!(
+            store.job(done.id).unwrap().unwrap().state,
+            JobState::Done,
+            "finished jobs stay as they are"
+        );
+        assert!(store.job_log(ids[0]).unwrap()[0].text.contains("queued again"));
+    }
 }

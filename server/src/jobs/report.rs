@@ -43,7 +43,9 @@ pub fn summary(e: &Event) -> String {
 impl Report for JobReport {
     fn line(&self, text: &str) {
         tracing::info!(job = self.id, "{text}");
-        let _ = self.store.append_job_log(self.id, &LogLine { at_ms: store::now_ms(), text: text.into(), event: None });
+        let _ = self
+            .store
+            .append_job_log(self.id, &LogLine { at_ms: store::now_ms(), text: text.into(), event: None });
         let short: String = text.chars().take(300).collect();
         self.update(|j| j.message = short.clone());
     }
@@ -52,7 +54,9 @@ impl Report for JobReport {
         match e.kind {
             EventKind::Step | EventKind::Eval => {
                 let event = serde_json::to_value(e).ok();
-                let _ = self.store.append_job_log(self.id, &LogLine { at_ms: store::now_ms(), text: String::new(), event });
+                let _ = self
+                    .store
+                    .append_job_log(self.id, &LogLine { at_ms: store::now_ms(), text: String::new(), event });
             }
             _ => {}
         }
@@ -63,6 +67,12 @@ impl Report for JobReport {
             EventKind::Resume => format!("resumed from the checkpoint at step {}", e.step),
             EventKind::MicroBatch => format!("out of memory: micro-batch halved at step {}", e.step),
         };
+        if matches!(e.kind, EventKind::Resume | EventKind::MicroBatch) {
+            let _ = self.store.append_job_log(
+                self.id,
+                &LogLine { at_ms: store::now_ms(), text: line.clone(), event: None },
+            );
+        }
         let step = e.step;
         self.update(|j| {
             j.step = step;

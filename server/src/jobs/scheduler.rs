@@ -55,7 +55,13 @@ pub fn promote(store: &Store, reg: &Registry, version: &str, by: &str) -> Result
         return Err(format!("{version} is already the current policy"));
     }
     reg.set_default(version).map_err(|e| e.to_string())?;
-    let p = Promotion { at_ms: store::now_ms(), policy: version.into(), previous, by: by.into(), action: "promote".into() };
+    let p = Promotion {
+        at_ms: store::now_ms(),
+        policy: version.into(),
+        previous,
+        by: by.into(),
+        action: "promote".into(),
+    };
     store
         .update_meta_json(LOOP_STATE, |st: &mut LoopState| {
             st.promotions.push(p.clone());
@@ -147,18 +153,28 @@ impl Scheduler {
             return Ok(());
         }
         let s = settings(&self.store);
-        if s.paused || self.store.next_queued_job()?.is_some() || self.store.count_jobs(JobState::Running)? > 0 {
+        if s.paused
+            || self.store.next_queued_job()?.is_some()
+            || self.store.count_jobs(JobState::Running)? > 0
+        {
             return Ok(());
         }
         let comparisons = self.comparisons()?;
         if comparisons >= st.comparisons_at_last_rm + s.rm_after {
-            let argv: Vec<String> = ["train", "rm"].map(String::from).into_iter().chain(words(&s.rm_options)).collect();
+            let argv: Vec<String> =
+                ["train", "rm"].map(String::from).into_iter().chain(words(&s.rm_options)).collect();
             let job = self.enqueue(argv)?;
             let fresh = comparisons - st.comparisons_at_last_rm;
             self.update(|st| {
                 st.pending = Some(Pending::Rm { job: job.id });
                 st.comparisons_at_last_rm = comparisons;
-                decide(st, format!("{fresh} new comparisons ({comparisons} in all): training a reward model (job {})", job.id));
+                decide(
+                    st,
+                    format!(
+                        "{fresh} new comparisons ({comparisons} in all): training a reward model (job {})",
+                        job.id
+                    ),
+                );
             })?;
         }
         Ok(())
@@ -176,7 +192,16 @@ impl Scheduler {
             let why = job.error.clone().unwrap_or_default();
             self.update(|st| {
                 st.pending = None;
-                decide(st, format!("{} job {} {}{}; the loop waits for new comparisons", job.kind, job.id, job.state.name(), if why.is_empty() { String::new() } else { format!(": {why}") }));
+                decide(
+                    st,
+                    format!(
+                        "{} job {} {}{}; the loop waits for new comparisons",
+                        job.kind,
+                        job.id,
+                        job.state.name(),
+                        if why.is_empty() { String::new() } else { format!(": {why}") }
+                    ),
+                );
             })?;
             return Ok(());
         }
@@ -185,9 +210,17 @@ impl Scheduler {
             Pending::Rm { .. } => {
                 let accuracy = metric(job, "accuracy").unwrap_or(0.0);
                 match st.accepted_rm.clone() {
-                    None => self.accept(&s, &version, format!("accepted {version}, the first reward model (held-out accuracy {accuracy:.3})"))?,
+                    None => self.accept(
+                        &s,
+                        &version,
+                        format!(
+                            "accepted {version}, the first reward model (held-out accuracy {accuracy:.3})"
+                        ),
+                    )?,
                     Some(old) => {
-                        let argv = ["eval", "rm", "--model", &old, "--split-of", &version].map(String::from).to_vec();
+                        let argv = ["eval", "rm", "--model", &old, "--split-of", &version]
+                            .map(String::from)
+                            .to_vec();
                         let j = self.enqueue(argv)?;
                         self.update(|st| {
                             st.pending = Some(Pending::RmCompare { job: j.id, new: version.clone(), accuracy });
@@ -209,20 +242,35 @@ impl Scheduler {
             }
             Pending::Policy { rm, .. } => {
                 let current = self.reg.default_id().ok().flatten().unwrap_or_default();
-                let argv: Vec<String> = ["eval", "policy", "--model", &version, "--against", &current, "--reward", &rm]
-                    .map(String::from)
-                    .into_iter()
-                    .chain(words(&s.eval_options))
-                    .collect();
+                let argv: Vec<String> =
+                    ["eval", "policy", "--model", &version, "--against", &current, "--reward", &rm]
+                        .map(String::from)
+                        .into_iter()
+                        .chain(words(&s.eval_options))
+                        .collect();
                 let j = self.enqueue(argv)?;
                 self.update(|st| {
-                    st.pending = Some(Pending::PolicyEval { job: j.id, new: version.clone(), against: current.clone() });
-                    decide(st, format!("{version} trained; evaluating it against {current} with {rm} (job {})", j.id));
+                    st.pending = Some(Pending::PolicyEval {
+                        job: j.id,
+                        new: version.clone(),
+                        against: current.clone(),
+                    });
+                    decide(
+                        st,
+                        format!(
+                            "{version} trained; evaluating it against {current} with {rm} (job {})",
+                            j.id
+                        ),
+                    );
                 })?;
             }
             Pending::PolicyEval { new, against, .. } => {
-                let (kl, win) = (metric(job, "kl").unwrap_or(f64::INFINITY), metric(job, "rm_win_rate").unwrap_or(0.0));
-                let (lo, hi) = (metric(job, "rm_win_rate_low").unwrap_or(0.0), metric(job, "rm_win_rate_high").unwrap_or(1.0));
+                let (kl, win) =
+                    (metric(job, "kl").unwrap_or(f64::INFINITY), metric(job, "rm_win_rate").unwrap_or(0.0));
+                let (lo, hi) = (
+                    metric(job, "rm_win_rate_low").unwrap_or(0.0),
+                    metric(job, "rm_win_rate_high").unwrap_or(1.0),
+                );
                 if kl <= s.kl_budget && win >= s.min_win_rate {
                     if let Err(e) = promote(&self.store, &self.reg, &new, "loop") {
                         self.update(|st| {
@@ -231,7 +279,10 @@ impl Scheduler {
                         })?;
                         return Ok(());
                     }
-                    let argv: Vec<String> = ["candidates", "--resample", &s.resample.to_string(), "--model", &new].map(String::from).to_vec();
+                    let argv: Vec<String> =
+                        ["candidates", "--resample", &s.resample.to_string(), "--model", &new]
+                            .map(String::from)
+                            .to_vec();
                     let j = self.enqueue(argv)?;
                     self.update(|st| {
                         st.pending = Some(Pending::Candidates { job: j.id });
@@ -258,7 +309,11 @@ impl Scheduler {
     fn accept(&self, s: &LoopSettings, rm: &str, why: String) -> Result<(), StoreError> {
         let argv: Vec<String> = match s.method.as_str() {
             "dpo" => ["train", "dpo"].map(String::from).into_iter().chain(words(&s.policy_options)).collect(),
-            _ => ["train", "ppo", "--reward", rm].map(String::from).into_iter().chain(words(&s.policy_options)).collect(),
+            _ => ["train", "ppo", "--reward", rm]
+                .map(String::from)
+                .into_iter()
+                .chain(words(&s.policy_options))
+                .collect(),
         };
         let j = self.enqueue(argv)?;
         self.update(|st| {
