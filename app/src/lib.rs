@@ -2,6 +2,7 @@
 //! `hydrate`). Server-only code lives in [`ssr`] and is compiled only with the `ssr` feature.
 
 pub mod api;
+pub mod components;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod ssr;
@@ -47,6 +48,7 @@ pub fn App() -> impl IntoView {
                 <a class="brand" href="/">"alignbox"</a>
                 <a href="/annotate">"Annotate"</a>
                 <a href="/operator">"Operator"</a>
+                <a href="/training">"Training"</a>
                 <a href="/users">"Users"</a>
                 <a href="/login">"Log in"</a>
             </header>
@@ -56,6 +58,7 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("login") view=pages::login::LoginPage/>
                     <Route path=StaticSegment("annotate") view=pages::annotate::AnnotatePage/>
                     <Route path=StaticSegment("operator") view=pages::operator::OperatorPage/>
+                    <Route path=StaticSegment("training") view=pages::training::TrainingPage/>
                     <Route path=StaticSegment("users") view=pages::users::UsersPage/>
                 </Routes>
             </main>

@@ -4,4 +4,5 @@ pub mod annotate;
 pub mod home;
 pub mod login;
 pub mod operator;
+pub mod training;
 pub mod users;

@@ -196,7 +196,7 @@ pub fn estimate_line(cmd: &JobCommand, reg: &Registry, k: usize) -> Result<Strin
     let e = estimate(&PlanInput { micro_batch: micro * seqs_per_item, ..input });
     let extra = match t.as_ref() {
         TrainCommand::Ppo(a) => {
-            let rm = config_of(reg, &a.reward)?.num_params() * 4;
+            let rm = reg.get(&a.reward).map_err(|e| e.to_string())?.num_params * 4;
             let critic =
                 e.gradients + e.optimizer + e.activations + if adapters(args) { 0 } else { e.weights };
             let reference = if adapters(args) { 0 } else { e.weights };

@@ -1,0 +1,388 @@
+//! The operator dashboard of the loop: live job progress (server-sent events), charts, the loop's settings and
+//! decisions, starting jobs with their memory estimate shown first, model versions as a lineage tree with
+//! promote and roll back, and export bundles to download.
+
+use leptos::prelude::*;
+
+use crate::{
+    api::{
+        auth::{whoami, Me},
+        jobs::{
+            cancel_job, estimate_job, load_dashboard, load_job, promote, rollback, set_loop, submit_job,
+            Dashboard, JobView, LoopSettings, VersionView,
+        },
+    },
+    components::chart::LineChart,
+};
+
+/// Job kinds an operator can start, with their default options (`{rm}`, `{policy}`: the accepted reward model
+/// and the current policy).
+const KINDS: [(&str, &str); 7] = [
+    ("train rm", "--steps 60 --batch 8 --lora 16"),
+    ("train ppo", "--reward {rm} --steps 20 --batch 8 --lora 16 --kl-target 4"),
+    ("train dpo", "--steps 40 --batch 8 --lora 16"),
+    ("train sft", "--steps 60 --batch 8 --lora 16"),
+    ("eval policy", "--model {policy} --reward {rm} --prompts 32"),
+    ("candidates", "--resample 32"),
+    ("bundle", "{policy}"),
+];
+
+/// The page (operators and admins; others see why not).
+#[component]
+pub fn TrainingPage() -> impl IntoView {
+    let me = Resource::new(|| (), |_| whoami());
+    view! {
+        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+            {move || me.get().map(|r| match r {
+                Ok(Some(me)) if me.role != "annotator" => view! { <Training me/> }.into_any(),
+                Ok(Some(_)) => view! { <p id="forbidden" class="error">"This page is for operators."</p> }.into_any(),
+                _ => view! { <p>"You are not logged in. " <a href="/login">"Log in"</a></p> }.into_any(),
+            })}
+        </Suspense>
+    }
+}
+
+fn clean(e: ServerFnError) -> String {
+    e.to_string().replace("error running server function: ", "")
+}
+
+fn fill(template: &str, d: Option<&Dashboard>) -> String {
+    let rm = d.and_then(|d| d.loop_view.state.accepted_rm.clone()).unwrap_or_else(|| "RM-VERSION".into());
+    let policy = d.and_then(|d| d.loop_view.current_policy.clone()).unwrap_or_else(|| "POLICY".into());
+    template.replace("{rm}", &rm).replace("{policy}", &policy)
+}
+
+/// Opens the job event stream; every message replaces `jobs`. Closed when the page goes away.
+#[cfg(feature = "hydrate")]
+fn listen(jobs: RwSignal<Option<Vec<JobView>>>) {
+    use leptos::wasm_bindgen::{closure::Closure, JsCast};
+    let Ok(source) = web_sys::EventSource::new("/api/events") else { return };
+    let on_jobs = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |ev: web_sys::MessageEvent| {
+        if let Some(text) = ev.data().as_string() {
+            if let Ok(list) = serde_json::from_str::<Vec<JobView>>(&text) {
+                jobs.set(Some(list));
+            }
+        }
+    });
+    let _ = source.add_event_listener_with_callback("jobs", on_jobs.as_ref().unchecked_ref());
+    on_jobs.forget();
+    let source = send_wrapper::SendWrapper::new(source);
+    on_cleanup(move || source.close());
+}
+
+#[cfg(not(feature = "hydrate"))]
+fn listen(_jobs: RwSignal<Option<Vec<JobView>>>) {}
+
+#[component]
+fn Training(me: Me) -> impl IntoView {
+    let csrf = StoredValue::new(me.csrf);
+    let data = Resource::new(|| (), |_| load_dashboard());
+    let live = RwSignal::new(None::<Vec<JobView>>);
+    let message = RwSignal::new(String::new());
+    let selected = RwSignal::new(None::<u64>);
+    let detail = Resource::new(
+        move || selected.get(),
+        |id| async move {
+            match id {
+                Some(id) => load_job(id).await.map(Some),
+                None => Ok(None),
+            }
+        },
+    );
+    Effect::new(move |_| listen(live));
+    // When a job changes state, the versions, charts and decisions change too: reload them.
+    Effect::new(move |prev: Option<Vec<(u64, String)>>| {
+        let states: Vec<(u64, String)> =
+            live.get().unwrap_or_default().iter().map(|j| (j.id, j.state.clone())).collect();
+        if prev.as_ref().is_some_and(|p| *p != states) {
+            data.refetch();
+            if selected.get_untracked().is_some() {
+                detail.refetch();
+            }
+        }
+        states
+    });
+    let jobs =
+        move || live.get().or_else(|| data.get().and_then(|r| r.ok()).map(|d| d.jobs)).unwrap_or_default();
+    // Starting a job: check and estimate first, then start.
+    let kind = RwSignal::new(KINDS[0].0.to_string());
+    let options = RwSignal::new(KINDS[0].1.to_string());
+    let estimate = RwSignal::new(None::<Result<String, String>>);
+    Effect::new(move |_| {
+        let k = kind.get();
+        let template = KINDS.iter().find(|(n, _)| *n == k).map_or("", |(_, t)| t);
+        let d = data.get_untracked().and_then(|r| r.ok());
+        options.set(fill(template, d.as_ref()));
+        estimate.set(None);
+    });
+    let command = move || format!("{} {}", kind.get_untracked(), options.get_untracked());
+    let check = Action::new(move |c: &String| estimate_job(c.clone()));
+    Effect::new(move |_| {
+        if let Some(r) = check.value().get() {
+            estimate.set(Some(r.map_err(clean)));
+        }
+    });
+    let start = Action::new(move |c: &String| submit_job(csrf.get_value(), c.clone()));
+    Effect::new(move |_| {
+        if let Some(r) = start.value().get() {
+            match r {
+                Ok(j) => {
+                    message.set(format!("Job {} queued: {}", j.id, j.command));
+                    selected.set(Some(j.id));
+                    estimate.set(None);
+                }
+                Err(e) => message.set(clean(e)),
+            }
+            data.refetch();
+        }
+    });
+    let cancel = Action::new(move |id: &u64| cancel_job(csrf.get_value(), *id));
+    Effect::new(move |_| {
+        if let Some(r) = cancel.value().get() {
+            message.set(r.map(|j| format!("Job {}: {}", j.id, j.message)).unwrap_or_else(clean));
+        }
+    });
+    let promote_action = Action::new(move |v: &String| promote(csrf.get_value(), v.clone()));
+    Effect::new(move |_| {
+        if let Some(r) = promote_action.value().get() {
+            message.set(r.map(|_| "Promoted.".to_string()).unwrap_or_else(clean));
+            data.refetch();
+        }
+    });
+    let rollback_action = Action::new(move |_: &()| rollback(csrf.get_value()));
+    Effect::new(move |_| {
+        if let Some(r) = rollback_action.value().get() {
+            message.set(r.map(|p| format!("Rolled back: {p} is the current policy.")).unwrap_or_else(clean));
+            data.refetch();
+        }
+    });
+    let save = Action::new(move |s: &LoopSettings| set_loop(csrf.get_value(), s.clone()));
+    Effect::new(move |_| {
+        if let Some(r) = save.value().get() {
+            message.set(r.map(|_| "Loop settings saved.".to_string()).unwrap_or_else(clean));
+            data.refetch();
+        }
+    });
+    let export = move |v: String| {
+        start.dispatch(format!("bundle {v}"));
+    };
+
+    view! {
+        <section class="training">
+            <h1>"Training loop"</h1>
+            <p id="training-message" class="saved" aria-live="polite">{move || message.get()}</p>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || data.get().map(|r| match r {
+                    Err(e) => view! { <p class="error">{clean(e)}</p> }.into_any(),
+                    Ok(d) => view! { <LoopPanel d=d.clone() save/> <Versions d rollback_action promote_action export/> }.into_any(),
+                })}
+            </Transition>
+
+            <h2>"Start a job"</h2>
+            <div class="actions">
+                <select id="job-kind" on:change=move |ev| kind.set(event_target_value(&ev)) prop:value=move || kind.get()>
+                    {KINDS.iter().map(|(k, _)| view! { <option value=*k>{*k}</option> }).collect_view()}
+                </select>
+                <input id="job-options" prop:value=move || options.get()
+                    on:input=move |ev| { options.set(event_target_value(&ev)); estimate.set(None); }/>
+                <button id="job-estimate" class="secondary" on:click=move |_| { check.dispatch(command()); }>"Check and estimate"</button>
+                <button id="job-start" disabled=move || !matches!(estimate.get(), Some(Ok(_)))
+                    on:click=move |_| { start.dispatch(command()); }>"Start"</button>
+            </div>
+            <p id="job-estimate-text" class=move || if matches!(estimate.get(), Some(Err(_))) { "error" } else { "hint" }>
+                {move || match estimate.get() {
+                    None => "Check the command to see its memory estimate before starting it.".to_string(),
+                    Some(Ok(e)) => format!("Memory estimate: {e}"),
+                    Some(Err(e)) => e,
+                }}
+            </p>
+
+            <h2>"Jobs"</h2>
+            <table id="jobs">
+                <thead><tr><th>"Job"</th><th>"Kind"</th><th>"State"</th><th>"Progress"</th><th>"Status"</th><th>"Time"</th><th></th></tr></thead>
+                <tbody>
+                    <For each=jobs key=|j| (j.id, j.state.clone(), j.step, j.message.clone()) let:j>
+                        <JobRow j=j.clone() selected cancel/>
+                    </For>
+                </tbody>
+            </table>
+
+            <Transition fallback=|| ()>
+                {move || detail.get().map(|r| match r {
+                    Ok(Some(d)) => view! {
+                        <section id="job-detail" data-job-id=d.job.id>
+                            <h2>"Job " {d.job.id} ": " {d.job.command.clone()}</h2>
+                            {d.job.error.clone().map(|e| view! { <p class="error">{e}</p> })}
+                            <div class="charts" id="job-charts">
+                                {d.charts.into_iter().map(|chart| view! { <LineChart chart/> }).collect_view()}
+                            </div>
+                            <pre class="log" id="job-log">{d.log.join("\n")}</pre>
+                        </section>
+                    }.into_any(),
+                    Ok(None) => ().into_any(),
+                    Err(e) => view! { <p class="error">{clean(e)}</p> }.into_any(),
+                })}
+            </Transition>
+
+            <h2>"Charts"</h2>
+            <Transition fallback=|| ()>
+                {move || data.get().and_then(|r| r.ok()).map(|d| view! {
+                    <div class="charts" id="charts">
+                        {d.charts.into_iter().map(|chart| view! { <LineChart chart/> }).collect_view()}
+                    </div>
+                    <h2>"Exports"</h2>
+                    <ul id="bundles">
+                        {d.bundles.into_iter().map(|b| {
+                            let name = b.name.clone();
+                            view! {
+                                <li data-bundle=b.name.clone()><strong>{b.name.clone()}</strong>
+                                    <ul>{b.files.into_iter().map(|f| view! {
+                                        <li><a href=format!("/api/exports/{name}/{f}") download="">{f.clone()}</a></li>
+                                    }).collect_view()}</ul>
+                                </li>
+                            }
+                        }).collect_view()}
+                    </ul>
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+fn JobRow(
+    j: JobView,
+    selected: RwSignal<Option<u64>>,
+    cancel: Action<u64, Result<JobView, ServerFnError>>,
+) -> impl IntoView {
+    let id = j.id;
+    let live = j.state == "queued" || j.state == "running";
+    let max = j.total.max(1);
+    let value = if j.state == "done" { max } else { j.step.min(max) };
+    view! {
+        <tr data-job-id=id data-state=j.state.clone() class=format!("job {}", j.state) on:click=move |_| selected.set(Some(id))>
+            <td>{id}</td>
+            <td>{j.kind.clone()}<br/><span class="hint">{j.origin.clone()}</span></td>
+            <td class="state">{j.state.clone()}</td>
+            <td><progress max=max value=value></progress>" " {format!("{}/{}", j.step, j.total)}</td>
+            <td class="message">{j.error.clone().unwrap_or(j.message.clone())}</td>
+            <td>{format!("{:.0} s", j.seconds)}</td>
+            <td>{live.then(|| view! {
+                <button class="secondary cancel" on:click=move |ev| { ev.stop_propagation(); cancel.dispatch(id); }>"Cancel"</button>
+            })}</td>
+        </tr>
+    }
+}
+
+#[component]
+fn LoopPanel(d: Dashboard, save: Action<LoopSettings, Result<(), ServerFnError>>) -> impl IntoView {
+    let v = d.loop_view;
+    let s = RwSignal::new(v.settings.clone());
+    let paused = v.settings.paused;
+    let num = |ev: &leptos::ev::Event| event_target_value(ev).trim().parse::<f64>().ok();
+    let decisions: Vec<String> = v.state.decisions.iter().rev().take(20).map(|d| d.text.clone()).collect();
+    view! {
+        <div class="stats">
+            <span id="loop-status">{v.status.clone()}</span>
+            <span id="current-policy">"current policy: " {v.current_policy.clone().unwrap_or_else(|| "none".into())}</span>
+            <span id="accepted-rm">"reward model: " {v.state.accepted_rm.clone().unwrap_or_else(|| "none yet".into())}</span>
+            <span>{v.comparisons} " comparisons"</span>
+        </div>
+        <div class="actions">
+            <button id="loop-pause" class="secondary" on:click=move |_| {
+                let mut next = s.get_untracked();
+                next.paused = !paused;
+                save.dispatch(next);
+            }>{if paused { "Resume the loop" } else { "Pause the loop" }}</button>
+        </div>
+        <details class="loop-settings">
+            <summary>"Loop settings"</summary>
+            <label>"Retrain the reward model after this many new comparisons "
+                <input id="set-rm-after" type="number" prop:value=v.settings.rm_after
+                    on:input=move |ev| if let Some(x) = num(&ev) { s.update(|s| s.rm_after = x as usize) }/></label>
+            <label>"Policy update "
+                <select id="set-method" prop:value=v.settings.method.clone() on:change=move |ev| s.update(|s| s.method = event_target_value(&ev))>
+                    <option value="ppo">"PPO"</option><option value="dpo">"DPO"</option>
+                </select></label>
+            <label>"Reward-model options " <input id="set-rm-options" prop:value=v.settings.rm_options.clone()
+                on:input=move |ev| s.update(|s| s.rm_options = event_target_value(&ev))/></label>
+            <label>"Policy options " <input id="set-policy-options" prop:value=v.settings.policy_options.clone()
+                on:input=move |ev| s.update(|s| s.policy_options = event_target_value(&ev))/></label>
+            <label>"Evaluation options " <input id="set-eval-options" prop:value=v.settings.eval_options.clone()
+                on:input=move |ev| s.update(|s| s.eval_options = event_target_value(&ev))/></label>
+            <label>"Accept a reward model whose accuracy drops by at most "
+                <input id="set-rm-tolerance" prop:value=v.settings.rm_tolerance
+                    on:input=move |ev| if let Some(x) = num(&ev) { s.update(|s| s.rm_tolerance = x) }/></label>
+            <label>"KL budget (nats per answer) " <input id="set-kl-budget" prop:value=v.settings.kl_budget
+                on:input=move |ev| if let Some(x) = num(&ev) { s.update(|s| s.kl_budget = x) }/></label>
+            <label>"Minimum win-rate against the current policy " <input id="set-min-win" prop:value=v.settings.min_win_rate
+                on:input=move |ev| if let Some(x) = num(&ev) { s.update(|s| s.min_win_rate = x) }/></label>
+            <label>"Prompts re-issued after a promotion " <input id="set-resample" type="number" prop:value=v.settings.resample
+                on:input=move |ev| if let Some(x) = num(&ev) { s.update(|s| s.resample = x as usize) }/></label>
+            <button id="loop-save" on:click=move |_| { save.dispatch(s.get_untracked()); }>"Save settings"</button>
+        </details>
+        <h2>"Decisions"</h2>
+        <ul id="decisions">{decisions.into_iter().map(|t| view! { <li>{t}</li> }).collect_view()}</ul>
+    }
+}
+
+fn metric_line(v: &VersionView) -> String {
+    const SHOWN: [&str; 6] = ["accuracy", "rm_win_rate", "kl", "score", "loss", "reward_accuracy"];
+    v.metrics
+        .iter()
+        .filter(|(k, _)| SHOWN.contains(&k.as_str()))
+        .map(|(k, x)| format!("{k} {x:.3}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[component]
+fn Versions(
+    d: Dashboard,
+    rollback_action: Action<(), Result<String, ServerFnError>>,
+    promote_action: Action<String, Result<(), ServerFnError>>,
+    export: impl Fn(String) + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let versions = d.versions;
+    let ids: Vec<String> = versions.iter().map(|v| v.id.clone()).collect();
+    // A version hangs under its first parent; versions without a listed parent are roots.
+    fn node(
+        v: &VersionView,
+        all: &[VersionView],
+        promote_action: Action<String, Result<(), ServerFnError>>,
+        export: impl Fn(String) + Copy + Send + Sync + 'static,
+    ) -> AnyView {
+        let children: Vec<&VersionView> = all.iter().filter(|c| c.parents.first() == Some(&v.id)).collect();
+        let id = v.id.clone();
+        let (pid, eid) = (id.clone(), id.clone());
+        let promotable = v.kind == "policy" && !v.current;
+        view! {
+            <li data-version=id.clone() class=if v.current { "version current" } else { "version" }>
+                <strong>{id.clone()}</strong> " " <span class="hint">{format!("{} · {}", v.kind, v.stage)}</span>
+                {v.current.then(|| view! { <span class="badge" id="current-badge">"current"</span> })}
+                {v.accepted.then(|| view! { <span class="badge">"accepted"</span> })}
+                " " <span class="metrics">{metric_line(v)}</span>
+                {(v.parents.len() > 1).then(|| view! { <span class="hint">{format!(" (also from {})", v.parents[1..].join(", "))}</span> })}
+                {promotable.then(|| view! {
+                    <button class="secondary promote" on:click=move |_| { promote_action.dispatch(pid.clone()); }>"Promote"</button>
+                })}
+                <button class="secondary export" on:click=move |_| export(eid.clone())>"Export"</button>
+                {(!children.is_empty()).then(|| view! {
+                    <ul>{children.into_iter().map(|c| node(c, all, promote_action, export)).collect_view()}</ul>
+                })}
+            </li>
+        }
+        .into_any()
+    }
+    let roots: Vec<VersionView> =
+        versions.iter().filter(|v| v.parents.first().is_none_or(|p| !ids.contains(p))).cloned().collect();
+    view! {
+        <h2>"Model versions"</h2>
+        <div class="actions">
+            <button id="rollback" class="secondary" on:click=move |_| { rollback_action.dispatch(()); }>"Roll back the current policy"</button>
+        </div>
+        <ul id="lineage" class="lineage">
+            {roots.iter().map(|r| node(r, &versions, promote_action, export)).collect_view()}
+        </ul>
+    }
+}
