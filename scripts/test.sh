@@ -21,6 +21,12 @@ fi
 ALIGNBOX_SMOLLM2_GGUF=$(scripts/fetch-default-model.sh models-cache)
 export ALIGNBOX_SMOLLM2_GGUF ALIGNBOX_REQUIRE_MODELS=1
 
+# With the PyTorch reference environment (scripts/fixtures/requirements.txt in .venv), exports are also checked in
+# HuggingFace transformers and PEFT; without it those checks are skipped (the committed fixtures still run).
+if [ -x .venv/bin/python ] && .venv/bin/python -c "import transformers, peft" 2>/dev/null; then
+  export ALIGNBOX_REFERENCE_PYTHON="$PWD/.venv/bin/python"
+fi
+
 scripts/build.sh --client-only
 
 log "running the test suite"

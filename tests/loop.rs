@@ -238,6 +238,8 @@ fn rankings_over_http_drive_the_loop_to_a_promoted_policy_that_exports_serves_an
         "model/config.json",
         "model/model.safetensors",
         "model/tokenizer.json",
+        "adapter/adapter_model.safetensors",
+        "adapter/adapter_config.json",
         "data/rankings.jsonl",
         "data/pairs.jsonl",
     ] {
@@ -331,6 +333,23 @@ fn rankings_over_http_drive_the_loop_to_a_promoted_policy_that_exports_serves_an
     // The exported model loads back with the same logits.
     must(&["models", "import", d.join("exports/release-1/model").to_str().unwrap(), "--name", "back"], d);
     let (a, b) = (greedy(d, &policy), greedy(d, "back"));
+    // And in HuggingFace transformers (+ PEFT for the adapter alone), when the reference environment is there
+    // (scripts/test.sh sets ALIGNBOX_REFERENCE_PYTHON when .venv exists).
+    if let Ok(python) = std::env::var("ALIGNBOX_REFERENCE_PYTHON") {
+        std::fs::write(d.join("greedy.json"), a.to_string()).unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/fixtures/check_bundle.py");
+        let out = std::process::Command::new(python)
+            .arg(script)
+            .arg(d.join("exports/release-1"))
+            .arg(d.join("greedy.json"))
+            .arg("--base")
+            .arg(fixture("tiny-llama-gqa-tied"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "transformers check of the bundle failed:\n{text}");
+        eprintln!("{text}");
+    }
     assert_eq!(a["tokens"], b["tokens"]);
     for (x, y) in a["logprobs"].as_array().unwrap().iter().zip(b["logprobs"].as_array().unwrap()) {
         assert!((x.as_f64().unwrap() - y.as_f64().unwrap()).abs() < 1e-5, "{a} vs {b}");

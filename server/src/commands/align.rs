@@ -28,8 +28,8 @@ use trainer::{
 use super::{
     env::{Cancelled, Env, Produced},
     train::{
-        adapt, adapters, lora_config, mib, plan, prepare_base, setup, snapshot, train, tuning, tuning_name,
-        Fit,
+        adapt, adapter_of, adapters, lora_config, mib, plan, prepare_base, setup, snapshot, train, tuning,
+        tuning_name, write_adapter, Fit,
     },
     train_data::{dpo_pairs, prompt_set},
 };
@@ -251,6 +251,7 @@ pub fn ppo(a: TrainPpoArgs, env: &Env) -> anyhow::Result<Produced> {
         metrics.insert("train_score".into(), last.stats.score);
         metrics.insert("train_kl".into(), last.stats.kl);
     }
+    let adapter = adapter_of(&actor, args);
     let actor = merge_lora(actor);
     let lineage = Lineage {
         stage: "train ppo".into(),
@@ -267,7 +268,10 @@ pub fn ppo(a: TrainPpoArgs, env: &Env) -> anyhow::Result<Produced> {
         s.config.architecture.clone(),
         lineage,
         &metrics,
-        |dir, tok| trainer::io::hf::save_dir(&actor, tok, dir),
+        |dir, tok| {
+            trainer::io::hf::save_dir(&actor, tok, dir)?;
+            write_adapter(&adapter, &s.base, dir)
+        },
     )
 }
 
@@ -327,6 +331,7 @@ pub fn dpo(a: TrainDpoArgs, env: &Env) -> anyhow::Result<Produced> {
     } else {
         fit_dpo::<Train>(&fit, std::mem::take(&mut s.tensors), a.beta, pad, train_items, eval_items)?
     };
+    let adapter = adapter_of(&policy, args);
     let policy: Llama<Infer> = merge_lora(policy);
     let lineage = Lineage {
         stage: "train dpo".into(),
@@ -338,6 +343,7 @@ pub fn dpo(a: TrainDpoArgs, env: &Env) -> anyhow::Result<Produced> {
         run_dir: s.run_dir.display().to_string(),
     };
     s.store("policy", &[], s.config.architecture.clone(), lineage, &metrics, |dir, tok| {
-        trainer::io::hf::save_dir(&policy, tok, dir)
+        trainer::io::hf::save_dir(&policy, tok, dir)?;
+        write_adapter(&adapter, &s.base, dir)
     })
 }

@@ -41,7 +41,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         let text = tok.decode(&out.tokens[i], true).context("decoding")?;
         if args.json {
             let line = serde_json::json!({
-                "model": id, "text": text, "tokens": out.tokens[i], "logprobs": out.logprobs[i],
+                "model": id, "text": text, "prompt_ids": prompts[i], "tokens": out.tokens[i], "logprobs": out.logprobs[i],
                 "finished": out.finished[i], "seed": args.seed,
             });
             println!("{line}");

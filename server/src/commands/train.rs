@@ -549,6 +549,7 @@ fn train_policy(args: TrainArgs, stage: Stage, env: &Env) -> anyhow::Result<Prod
     } else {
         fit_sft::<Train>(&fit, std::mem::take(&mut s.tensors), &cfg, &data)?
     };
+    let adapter = adapter_of(&model, &args);
     let model: Llama<Infer> = merge_lora(model);
     let lineage = Lineage {
         stage: lineage_stage.into(),
@@ -560,6 +561,27 @@ fn train_policy(args: TrainArgs, stage: Stage, env: &Env) -> anyhow::Result<Prod
         run_dir: s.run_dir.display().to_string(),
     };
     s.store("policy", &[], s.config.architecture.clone(), lineage, &metrics, |dir, tok| {
-        trainer::io::hf::save_dir(&model, tok, dir)
+        trainer::io::hf::save_dir(&model, tok, dir)?;
+        write_adapter(&adapter, &s.base, dir)
     })
+}
+
+/// The LoRA adapter of a trained policy (taken before it is merged), to store beside the merged weights.
+pub(super) fn adapter_of<B: trainer::burn::tensor::backend::Backend>(
+    model: &Llama<B>,
+    args: &TrainArgs,
+) -> Option<(TensorMap, LoraConfig)> {
+    lora_config(args).map(|c| (trainer::io::adapter::adapter_tensors(model), c))
+}
+
+/// Writes the adapter (if any) into `<version dir>/adapter/` in PEFT layout.
+pub(super) fn write_adapter(
+    adapter: &Option<(TensorMap, LoraConfig)>,
+    base: &str,
+    dir: &Path,
+) -> Result<(), trainer::io::LoadError> {
+    if let Some((map, cfg)) = adapter {
+        trainer::io::adapter::write_dir(map, cfg, base, &dir.join("adapter"))?;
+    }
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! Model files in and out: HuggingFace directories (config.json + safetensors + tokenizer.json) and llama.cpp
 //! GGUF files. Every loader yields a [`LoadedModel`]: the resolved config, HF-named f32 tensors and the tokenizer.
 
+pub mod adapter;
 pub mod ggml;
 pub mod gguf;
 pub mod gguf_model;

@@ -200,7 +200,8 @@ pub fn check_shapes(config: &LlamaConfig, map: &TensorMap) -> Result<(), WeightE
     }
 }
 
-fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> HostTensor {
+/// A tensor copied to the host as f32.
+pub fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> HostTensor {
     let shape = t.dims().to_vec();
     let data = t.into_data().convert::<f32>().to_vec::<f32>().expect("f32 tensor");
     HostTensor::new(shape, data)
