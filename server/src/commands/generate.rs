@@ -37,11 +37,11 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     };
     let prompts = vec![prompt; args.num.max(1)];
     let out = generate(&model, &prompts, &cfg, &device);
-    for i in 0..prompts.len() {
+    for (i, prompt_ids) in prompts.iter().enumerate() {
         let text = tok.decode(&out.tokens[i], true).context("decoding")?;
         if args.json {
             let line = serde_json::json!({
-                "model": id, "text": text, "prompt_ids": prompts[i], "tokens": out.tokens[i], "logprobs": out.logprobs[i],
+                "model": id, "text": text, "prompt_ids": prompt_ids, "tokens": out.tokens[i], "logprobs": out.logprobs[i],
                 "finished": out.finished[i], "seed": args.seed,
             });
             println!("{line}");
