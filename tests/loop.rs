@@ -131,6 +131,7 @@ fn loop_settings(paused: bool) -> Value {
         "policy_options": "--steps 2 --batch 4 --lora 4 --max-new-tokens 6 --max-tokens 48 --checkpoint-every 1 --eval-fraction 0.25",
         "eval_options": "--prompts 6 --max-new-tokens 6 --eval-fraction 0.25",
         "rm_tolerance": 0.05, "kl_budget": 1000.0, "min_win_rate": 0.0, "resample": 4,
+        "ab_items": 2, "min_human_win_rate": 0.0,
     })
 }
 
@@ -165,7 +166,8 @@ fn rankings_over_http_drive_the_loop_to_a_promoted_policy_that_exports_serves_an
     ranked.extend(annotate(&a2, 8, deadline));
     assert_eq!(ranked.len(), 16, "every item was ranked");
 
-    // The loop: reward model → PPO → evaluation → promotion → fresh candidates.
+    // The loop: reward model → PPO → evaluation → blind A/B items → promotion → fresh candidates.
+    let mut ab_judged = 0;
     let deadline = Instant::now() + Duration::from_secs(900);
     let dash = loop {
         let dash = dashboard(&op);
@@ -178,6 +180,10 @@ fn rankings_over_http_drive_the_loop_to_a_promoted_policy_that_exports_serves_an
                 .any(|x| x["text"].as_str().unwrap().contains("prompts answered by"));
         if done_candidates {
             break dash;
+        }
+        // Blind A/B items of the new policy reach the annotators: judge whatever is in the queue.
+        if dash["loop_view"]["status"].as_str().unwrap().starts_with("waiting for annotators") {
+            ab_judged += annotate(&a2, 1, Instant::now() + Duration::from_secs(5)).len();
         }
         let failed: Vec<&Value> =
             dash["jobs"].as_array().unwrap().iter().filter(|j| j["state"] == "failed").collect();
@@ -198,6 +204,9 @@ fn rankings_over_http_drive_the_loop_to_a_promoted_policy_that_exports_serves_an
     assert!(find(&policy)["current"].as_bool().unwrap());
     assert_eq!(find(&policy)["stage"], "train ppo");
     assert_eq!(st["promotions"][0]["previous"], "tiny");
+    assert_eq!(ab_judged, 2, "both A/B items were judged");
+    let decisions = st["decisions"].to_string();
+    assert!(decisions.contains("annotators' win-rate"), "the human A/B check decided: {decisions}");
     let kinds: Vec<&str> =
         dash["jobs"].as_array().unwrap().iter().map(|j| j["kind"].as_str().unwrap()).collect();
     for k in ["train rm", "train ppo", "eval policy", "candidates"] {
@@ -251,7 +260,7 @@ fn rankings_over_http_drive_the_loop_to_a_promoted_policy_that_exports_serves_an
     assert_eq!(status, 200);
     assert_eq!(
         String::from_utf8(rankings).unwrap().lines().count(),
-        17,
+        19,
         "every acknowledged ranking is exported"
     );
 
@@ -327,7 +336,7 @@ fn rankings_over_http_drive_the_loop_to_a_promoted_policy_that_exports_serves_an
                 "{cands:?}"
             );
         }
-        assert_eq!(store.rankings().unwrap().len(), 17);
+        assert_eq!(store.rankings().unwrap().len(), 19);
     }
 
     // The exported model loads back with the same logits.

@@ -76,6 +76,9 @@ pub enum Command {
     /// Fresh candidates from the current policy: re-issue up to --resample judged prompts as new items, then
     /// answer every prompt that has no candidates yet.
     Candidates(CandidatesArgs),
+    /// Blind A/B items: for held-out prompts, one answer from --model and one from --against as a new
+    /// annotation item (annotators see them shuffled, unnamed); their rankings give the human win-rate.
+    Abtest(AbTestArgs),
     /// Export a model version as a bundle under <data-dir>/exports/<name>/: `model/` (HF directory, adapters
     /// merged; a reward model as LlamaForSequenceClassification), `adapter/` (the LoRA adapter alone, PEFT
     /// layout, when the version was trained with one), `data/rankings.jsonl` and `data/pairs.jsonl` (the
@@ -146,6 +149,34 @@ pub struct CandidatesArgs {
     /// Longest answer in tokens.
     #[arg(long, default_value_t = 160)]
     pub max_new_tokens: usize,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+/// Options of `alignbox abtest`.
+#[derive(Debug, Args, Clone)]
+pub struct AbTestArgs {
+    /// The new policy.
+    #[arg(long)]
+    pub model: String,
+    /// The policy it is compared with.
+    #[arg(long)]
+    pub against: String,
+    /// Items to create (held-out prompts not used for this pair yet).
+    #[arg(long, default_value_t = 16)]
+    pub prompts: usize,
+    /// Share of prompts held out (the split of training runs with the same seed).
+    #[arg(long, default_value_t = 0.1)]
+    pub eval_fraction: f64,
+    /// Seed of the split and the samplers.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Longest answer.
+    #[arg(long, default_value_t = 160)]
+    pub max_new_tokens: usize,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
     #[command(flatten)]
     pub data: DataArgs,
 }

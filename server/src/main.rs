@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         cli::Command::Demo(args) => commands::demo::run(args),
         cli::Command::Candidates(args) => commands::candidates::run(args),
         cli::Command::Bundle(args) => commands::bundle::run(args),
+        cli::Command::Abtest(args) => commands::abtest::run(args),
         cli::Command::Import { file, data } => commands::import::run(&file, &data.data_dir),
         cli::Command::Export { what, out, data } => {
             commands::import::export(&what, out.as_deref(), &data.data_dir)

@@ -88,12 +88,16 @@ pub struct Prompt {
 impl Prompt {
     /// Source prefix of a prompt re-issued for fresh candidates from a newer policy: `resample:<root id>:…`.
     pub const RESAMPLE: &'static str = "resample:";
+    /// Source prefix of a blind A/B item (one answer from each of two policies):
+    /// `abtest:<root id>:<new policy>:<current policy>`.
+    pub const ABTEST: &'static str = "abtest:";
 
     /// The prompt this one was re-issued from (itself when it is an original): held-out splits group by it, so
     /// that a prompt and its re-issues land on the same side.
     pub fn root_id(&self) -> u64 {
         self.source
             .strip_prefix(Self::RESAMPLE)
+            .or_else(|| self.source.strip_prefix(Self::ABTEST))
             .and_then(|rest| rest.split(':').next())
             .and_then(|id| id.parse().ok())
             .unwrap_or(self.id)

@@ -104,6 +104,13 @@ pub struct LoopSettings {
     pub kl_budget: f64,
     /// … and its reward-model win-rate against the current policy is at least this.
     pub min_win_rate: f64,
+    /// Blind A/B items (one answer of each policy) put in the annotation queue before a promotion; 0 skips the
+    /// human check.
+    #[serde(default)]
+    pub ab_items: usize,
+    /// … and the annotators' win-rate of the new policy on them must be at least this (ties count half).
+    #[serde(default = "half")]
+    pub min_human_win_rate: f64,
     /// Judged prompts re-issued with candidates from a newly promoted policy.
     pub resample: usize,
 }
@@ -120,9 +127,15 @@ impl Default for LoopSettings {
             rm_tolerance: 0.02,
             kl_budget: 8.0,
             min_win_rate: 0.55,
+            ab_items: 16,
+            min_human_win_rate: 0.5,
             resample: 32,
         }
     }
+}
+
+fn half() -> f64 {
+    0.5
 }
 
 /// One decision of the loop, for the record.
@@ -160,19 +173,25 @@ pub enum Pending {
     Policy { job: u64, rm: String },
     /// The new policy evaluated against the current one.
     PolicyEval { job: u64, new: String, against: String },
+    /// Blind A/B items being generated.
+    AbItems { job: u64, new: String, against: String, rm_win: f64, kl: f64 },
+    /// A/B items in the annotation queue, waiting for `items` judgements.
+    AbWait { new: String, against: String, rm_win: f64, kl: f64, items: usize },
     /// Fresh candidates from a newly promoted policy.
     Candidates { job: u64 },
 }
 
 impl Pending {
-    /// The job waited for.
-    pub fn job(&self) -> u64 {
+    /// The job waited for (none while waiting for annotators).
+    pub fn job(&self) -> Option<u64> {
         match self {
             Self::Rm { job }
             | Self::RmCompare { job, .. }
             | Self::Policy { job, .. }
             | Self::PolicyEval { job, .. }
-            | Self::Candidates { job } => *job,
+            | Self::AbItems { job, .. }
+            | Self::Candidates { job } => Some(*job),
+            Self::AbWait { .. } => None,
         }
     }
 }

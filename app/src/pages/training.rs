@@ -317,6 +317,11 @@ fn LoopPanel(d: Dashboard, save: Action<LoopSettings, Result<(), ServerFnError>>
                 on:input=move |ev| if let Some(x) = num(&ev) { s.update(|s| s.kl_budget = x) }/></label>
             <label>"Minimum win-rate against the current policy " <input id="set-min-win" prop:value=v.settings.min_win_rate
                 on:input=move |ev| if let Some(x) = num(&ev) { s.update(|s| s.min_win_rate = x) }/></label>
+            <label>"Blind A/B items for annotators before a promotion (0: none) "
+                <input id="set-ab-items" type="number" prop:value=v.settings.ab_items
+                    on:input=move |ev| if let Some(x) = num(&ev) { s.update(|s| s.ab_items = x as usize) }/></label>
+            <label>"Minimum annotators' win-rate on them " <input id="set-min-human-win" prop:value=v.settings.min_human_win_rate
+                on:input=move |ev| if let Some(x) = num(&ev) { s.update(|s| s.min_human_win_rate = x) }/></label>
             <label>"Prompts re-issued after a promotion " <input id="set-resample" type="number" prop:value=v.settings.resample
                 on:input=move |ev| if let Some(x) = num(&ev) { s.update(|s| s.resample = x as usize) }/></label>
             <button id="loop-save" on:click=move |_| { save.dispatch(s.get_untracked()); }>"Save settings"</button>

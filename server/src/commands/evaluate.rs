@@ -25,8 +25,17 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
         EvalCommand::Rm { data, .. } => data.data_dir.clone(),
         EvalCommand::Policy(a) => a.data.data_dir.clone(),
     };
+    let split = match &cmd {
+        EvalCommand::Rm { all: true, .. } => "all",
+        EvalCommand::Rm { split_of: Some(_), .. } => "held-out of --split-of",
+        _ => "held-out",
+    };
     let env = Env::cli(&data_dir, ProgressArg::Auto)?;
-    run_in(cmd, &env)?.print();
+    let p = run_in(cmd, &env)?;
+    println!(
+        "{}",
+        serde_json::json!({"version": p.version, "kind": p.kind, "split": split, "metrics": p.metrics})
+    );
     Ok(())
 }
 

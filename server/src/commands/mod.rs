@@ -1,5 +1,6 @@
 //! One module per CLI command other than `serve`.
 
+pub mod abtest;
 pub mod align;
 pub mod bench;
 pub mod bench_http;

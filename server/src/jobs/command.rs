@@ -8,7 +8,7 @@ use trainer::{
 };
 
 use crate::{
-    cli::{BundleArgs, CandidatesArgs, EvalCommand, TrainCommand},
+    cli::{AbTestArgs, BundleArgs, CandidatesArgs, EvalCommand, TrainCommand},
     commands::train::{adapters, budget_bytes, mib, tuning, tuning_name},
 };
 
@@ -33,6 +33,8 @@ pub enum JobCommand {
     Candidates(CandidatesArgs),
     /// An export bundle.
     Bundle(BundleArgs),
+    /// Blind A/B items.
+    Abtest(AbTestArgs),
 }
 
 /// Parses a job's command line; the error is clap's message (which option, what is expected).
@@ -120,6 +122,10 @@ pub fn check(cmd: &JobCommand, reg: &Registry, data_dir: &std::path::Path) -> Re
                 exists(m)?;
             }
         }
+        JobCommand::Abtest(a) => {
+            exists(&a.model)?;
+            exists(&a.against)?;
+        }
         JobCommand::Bundle(a) => {
             exists(&a.model)?;
             if !crate::commands::bundle::safe_name(a.name.as_deref().unwrap_or(&a.model)) {
@@ -144,6 +150,7 @@ pub fn estimate_line(cmd: &JobCommand, reg: &Registry, k: usize) -> Result<Strin
             JobCommand::Eval(EvalCommand::Policy(_)) => "two policies and a reward model",
             JobCommand::Eval(EvalCommand::Rm { .. }) => "one reward model",
             JobCommand::Candidates(_) => "the answering policy",
+            JobCommand::Abtest(_) => "two policies",
             _ => "one model",
         };
         return Ok(format!("no training: holds {models} in memory for inference"));

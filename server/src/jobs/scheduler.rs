@@ -140,7 +140,11 @@ impl Scheduler {
     pub fn tick(&mut self) -> Result<(), StoreError> {
         let st = state(&self.store);
         if let Some(p) = &st.pending {
-            match self.store.job(p.job())? {
+            if let Pending::AbWait { new, against, rm_win, kl, items } = p {
+                let s = settings(&self.store);
+                return self.on_judgements(&s, new, against, *rm_win, *kl, *items);
+            }
+            match self.store.job(p.job().unwrap_or(0))? {
                 Some(job) if job.state.is_final() => self.on_finished(&job)?,
                 Some(_) => {}
                 None => {
@@ -184,7 +188,7 @@ impl Scheduler {
     pub fn on_finished(&mut self, job: &Job) -> Result<(), StoreError> {
         let st = state(&self.store);
         let Some(pending) = st.pending.clone() else { return Ok(()) };
-        if pending.job() != job.id || !job.state.is_final() {
+        if pending.job() != Some(job.id) || !job.state.is_final() {
             return Ok(());
         }
         let s = settings(&self.store);
@@ -272,21 +276,36 @@ impl Scheduler {
                     metric(job, "rm_win_rate_high").unwrap_or(1.0),
                 );
                 if kl <= s.kl_budget && win >= s.min_win_rate {
-                    if let Err(e) = promote(&self.store, &self.reg, &new, "loop") {
-                        self.update(|st| {
-                            st.pending = None;
-                            decide(st, format!("could not promote {new}: {e}"));
-                        })?;
-                        return Ok(());
+                    let why = format!(
+                        "RM win-rate {win:.3} (95% CI {lo:.2}–{hi:.2}) ≥ {}, KL {kl:.2} ≤ {}",
+                        s.min_win_rate, s.kl_budget
+                    );
+                    if s.ab_items == 0 {
+                        return self.promote_and_refresh(&s, &new, &against, why);
                     }
-                    let argv: Vec<String> =
-                        ["candidates", "--resample", &s.resample.to_string(), "--model", &new]
-                            .map(String::from)
-                            .to_vec();
+                    let argv: Vec<String> = [
+                        "abtest",
+                        "--model",
+                        &new,
+                        "--against",
+                        &against,
+                        "--prompts",
+                        &s.ab_items.to_string(),
+                    ]
+                    .map(String::from)
+                    .into_iter()
+                    .chain(carried(&s.eval_options))
+                    .collect();
                     let j = self.enqueue(argv)?;
                     self.update(|st| {
-                        st.pending = Some(Pending::Candidates { job: j.id });
-                        decide(st, format!("promoted {new} over {against}: win-rate {win:.3} (95% CI {lo:.2}–{hi:.2}) ≥ {}, KL {kl:.2} ≤ {}; fresh candidates (job {})", s.min_win_rate, s.kl_budget, j.id));
+                        st.pending = Some(Pending::AbItems {
+                            job: j.id,
+                            new: new.clone(),
+                            against: against.clone(),
+                            rm_win: win,
+                            kl,
+                        });
+                        decide(st, format!("{new} passes the reward model ({why}); blind A/B items for annotators (job {})", j.id));
                     })?;
                 } else {
                     self.update(|st| {
@@ -295,6 +314,14 @@ impl Scheduler {
                     })?;
                 }
             }
+            Pending::AbItems { new, against, rm_win, kl, .. } => {
+                let items = metric(job, "items").unwrap_or(0.0) as usize;
+                self.update(|st| {
+                    st.pending = Some(Pending::AbWait { new: new.clone(), against: against.clone(), rm_win, kl, items });
+                    decide(st, format!("{items} blind A/B items of {new} against {against} are in the annotation queue; waiting for {items} judgements"));
+                })?;
+            }
+            Pending::AbWait { .. } => {}
             Pending::Candidates { .. } => {
                 let n = metric(job, "prompts").unwrap_or(0.0);
                 self.update(|st| {
@@ -303,6 +330,61 @@ impl Scheduler {
                 })?;
             }
         }
+        Ok(())
+    }
+
+    /// Decides on a new policy once annotators judged its A/B items.
+    fn on_judgements(
+        &self,
+        s: &LoopSettings,
+        new: &str,
+        against: &str,
+        rm_win: f64,
+        kl: f64,
+        items: usize,
+    ) -> Result<(), StoreError> {
+        let r = crate::commands::abtest::ab_result(&self.store, new, against)
+            .map_err(|e| StoreError::Rejected(format!("{e:#}")))?;
+        if r.judged < items.max(1) {
+            return Ok(());
+        }
+        let (win, (lo, hi)) = (r.win_rate(), r.interval());
+        let human =
+            format!("annotators' win-rate {win:.3} (95% CI {lo:.2}–{hi:.2}, {} judgements)", r.judged);
+        if win >= s.min_human_win_rate {
+            let why = format!("RM win-rate {rm_win:.3}, KL {kl:.2}, {human} ≥ {}", s.min_human_win_rate);
+            self.promote_and_refresh(s, new, against, why)
+        } else {
+            self.update(|st| {
+                st.pending = None;
+                decide(st, format!("kept {against}: {new} has {human} (needs ≥ {})", s.min_human_win_rate));
+            })?;
+            Ok(())
+        }
+    }
+
+    /// Promotes `new` and re-issues judged prompts with its candidates.
+    fn promote_and_refresh(
+        &self,
+        s: &LoopSettings,
+        new: &str,
+        against: &str,
+        why: String,
+    ) -> Result<(), StoreError> {
+        if let Err(e) = promote(&self.store, &self.reg, new, "loop") {
+            self.update(|st| {
+                st.pending = None;
+                decide(st, format!("could not promote {new}: {e}"));
+            })?;
+            return Ok(());
+        }
+        let argv: Vec<String> =
+            ["candidates", "--resample", &s.resample.to_string(), "--model", new].map(String::from).to_vec();
+        let j = self.enqueue(argv)?;
+        self.update(|st| {
+            st.pending = Some(Pending::Candidates { job: j.id });
+            decide(st, format!("promoted {new} over {against}: {why}; fresh candidates (job {})", j.id));
+        })?;
         Ok(())
     }
 
@@ -334,9 +416,17 @@ impl Scheduler {
                 Pending::RmCompare { .. } => "comparing the new reward model with the accepted one",
                 Pending::Policy { .. } => "updating the policy",
                 Pending::PolicyEval { .. } => "evaluating the new policy",
+                Pending::AbItems { .. } => "preparing blind A/B items",
+                Pending::AbWait { new, against, items, .. } => {
+                    let judged =
+                        crate::commands::abtest::ab_result(store, new, against).map_or(0, |r| r.judged);
+                    return format!(
+                        "waiting for annotators: {judged} of {items} A/B judgements of {new} against {against}"
+                    );
+                }
                 Pending::Candidates { .. } => "generating candidates from the new policy",
             };
-            return format!("{what} (job {})", p.job());
+            return format!("{what} (job {})", p.job().unwrap_or(0));
         }
         if s.paused {
             return "paused".into();
@@ -344,6 +434,24 @@ impl Scheduler {
         let next = st.comparisons_at_last_rm + s.rm_after;
         format!("waiting for comparisons: {comparisons} of {next} for the next reward model")
     }
+}
+
+/// The options of `eval_options` that also apply to the A/B items (the same held-out prompts and sampling):
+/// `--eval-fraction`, `--seed`, `--max-new-tokens`, `--temperature`, with their values.
+fn carried(eval_options: &str) -> Vec<String> {
+    const CARRIED: [&str; 4] = ["--eval-fraction", "--seed", "--max-new-tokens", "--temperature"];
+    let w: Vec<String> = words(eval_options).collect();
+    let mut out = Vec::new();
+    for (i, x) in w.iter().enumerate() {
+        if x.split_once('=').is_some_and(|(f, _)| CARRIED.contains(&f)) {
+            out.push(x.clone());
+        } else if CARRIED.contains(&x.as_str()) {
+            if let Some(v) = w.get(i + 1) {
+                out.extend([x.clone(), v.clone()]);
+            }
+        }
+    }
+    out
 }
 
 /// Whether `settings`' option strings parse as the jobs they configure.
@@ -358,4 +466,16 @@ pub fn check_options(s: &LoopSettings) -> Result<(), String> {
         _ => parse(&["train", "ppo", "--reward", "x"], &s.policy_options, "policy options")?,
     }
     parse(&["eval", "policy", "--model", "x", "--reward", "y"], &s.eval_options, "evaluation options")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_b_items_use_the_evaluation_split_and_sampling() {
+        let c = carried("--prompts 32 --eval-fraction 0.25 --max-new-tokens=8 --seed 3");
+        assert_eq!(c, ["--eval-fraction", "0.25", "--max-new-tokens=8", "--seed", "3"]);
+        assert!(carried("--prompts 5").is_empty());
+    }
 }
