@@ -716,4 +716,11 @@ pub enum UsersCommand {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Issue an API key for /v1/chat/completions; prints the secret once (only its hash is stored).
+    ApiKey {
+        /// What the key is for.
+        name: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
 }

@@ -63,6 +63,13 @@ pub fn run(cmd: UsersCommand) -> anyhow::Result<()> {
             store.update_user(&user, "cli", "disabled")?;
             println!("disabled {name}");
         }
+        UsersCommand::ApiKey { name, data } => {
+            let (_lock, store) = DataDir::open_store(&data.data_dir)?;
+            anyhow::ensure!(!name.trim().is_empty(), "a key needs a name");
+            let secret = format!("abx-{}", app::ssr::auth::random_token());
+            store.add_api_key(&app::ssr::auth::token_hash(&secret), name.trim(), &secret[..10], "cli")?;
+            println!("{secret}");
+        }
     }
     Ok(())
 }
