@@ -79,6 +79,10 @@ pub enum Command {
     /// Blind A/B items: for held-out prompts, one answer from --model and one from --against as a new
     /// annotation item (annotators see them shuffled, unnamed); their rankings give the human win-rate.
     Abtest(AbTestArgs),
+    /// Bias probes of a reward model (and, with --policy, of a policy's answers): counterfactual term swaps and
+    /// stereotype pairs (CrowS-Pairs, StereoSet subsets, and <data-dir>/probes/*.jsonl). The report is stored
+    /// with the versions; flagged reports block `bundle` unless overridden.
+    Probe(ProbeArgs),
     /// Export a model version as a bundle under <data-dir>/exports/<name>/: `model/` (HF directory, adapters
     /// merged; a reward model as LlamaForSequenceClassification), `adapter/` (the LoRA adapter alone, PEFT
     /// layout, when the version was trained with one), `data/rankings.jsonl` and `data/pairs.jsonl` (the
@@ -162,6 +166,9 @@ pub struct AbTestArgs {
     /// The policy it is compared with.
     #[arg(long)]
     pub against: String,
+    /// A reward model that also scores both answers (for its agreement with the annotators).
+    #[arg(long)]
+    pub reward: Option<String>,
     /// Items to create (held-out prompts not used for this pair yet).
     #[arg(long, default_value_t = 16)]
     pub prompts: usize,
@@ -181,6 +188,25 @@ pub struct AbTestArgs {
     pub data: DataArgs,
 }
 
+/// Options of `alignbox probe`.
+#[derive(Debug, Args, Clone)]
+pub struct ProbeArgs {
+    /// The reward-model version probed (it also scores the policy's answers).
+    #[arg(long)]
+    pub model: String,
+    /// A policy version whose answers to counterfactual prompts are compared per term.
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// Suites to run (default: all; built in: counterfactual, crows-pairs, stereoset).
+    #[arg(long)]
+    pub suite: Vec<String>,
+    /// Longest policy answer.
+    #[arg(long, default_value_t = 48)]
+    pub max_new_tokens: usize,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
 /// Options of `alignbox bundle`.
 #[derive(Debug, Args, Clone)]
 pub struct BundleArgs {
@@ -190,6 +216,10 @@ pub struct BundleArgs {
     /// `_` and `.` only.
     #[arg(long)]
     pub name: Option<String>,
+    /// Export although a probe report of the version (or its parents) is flagged; the reason is recorded in the
+    /// manifest with the flags.
+    #[arg(long)]
+    pub r#override: Option<String>,
     #[command(flatten)]
     pub data: DataArgs,
 }

@@ -65,7 +65,11 @@ impl ServerControl {
                     .into_iter()
                     .filter_map(|(k, x)| x.as_f64().map(|x| (k, x)))
                     .collect();
+                let report: Option<crate::commands::probe::ProbeReport> =
+                    self.store.meta_json(&crate::commands::probe::report_key(&v.id)).ok().flatten();
                 VersionView {
+                    probed: report.is_some(),
+                    probe_flags: report.map(|r| r.flags).unwrap_or_default(),
                     current: current.as_deref() == Some(v.id.as_str()),
                     accepted: accepted.as_deref() == Some(v.id.as_str()),
                     stage: v.lineage.as_ref().map_or_else(|| "import".into(), |l| l.stage.clone()),

@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         cli::Command::Candidates(args) => commands::candidates::run(args),
         cli::Command::Bundle(args) => commands::bundle::run(args),
         cli::Command::Abtest(args) => commands::abtest::run(args),
+        cli::Command::Probe(args) => commands::probe::run(args),
         cli::Command::Import { file, data } => commands::import::run(&file, &data.data_dir),
         cli::Command::Export { what, out, data } => {
             commands::import::export(&what, out.as_deref(), &data.data_dir)

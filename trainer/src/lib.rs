@@ -9,6 +9,7 @@ pub use burn;
 pub mod backend;
 pub mod bench;
 pub mod dpo;
+pub mod eval;
 pub mod generate;
 pub mod io;
 pub mod memory;

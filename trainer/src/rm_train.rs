@@ -298,6 +298,24 @@ pub fn for_inference(model: &RewardModel<Train>) -> RewardModel<Infer> {
     model.valid()
 }
 
+/// Scores of token sequences (any lengths ≥ 1), `chunk` sequences per forward → one score per sequence.
+pub fn score_sequences<B: Backend>(
+    model: &RewardModel<B>,
+    sequences: &[Vec<u32>],
+    pad_id: u32,
+    chunk: usize,
+    device: &B::Device,
+) -> Vec<f32> {
+    let mut out = Vec::with_capacity(sequences.len());
+    for part in sequences.chunks(chunk.max(1)) {
+        let rows: Vec<&Vec<u32>> = part.iter().collect();
+        let (tokens, lengths) = pad_rows::<B>(&rows, pad_id, device);
+        let scores = model.forward(tokens, &lengths);
+        out.extend(scores.into_data().convert::<f32>().to_vec::<f32>().expect("f32 scores"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

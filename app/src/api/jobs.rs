@@ -80,6 +80,12 @@ pub struct VersionView {
     pub current: bool,
     /// The reward model the loop accepted last.
     pub accepted: bool,
+    /// Whether a bias-probe report is stored for it.
+    #[serde(default)]
+    pub probed: bool,
+    /// The flags of that report (they block its export unless overridden).
+    #[serde(default)]
+    pub probe_flags: Vec<String>,
 }
 
 /// Settings of the continuous loop (stored; every threshold is the operator's).
@@ -111,6 +117,23 @@ pub struct LoopSettings {
     /// … and the annotators' win-rate of the new policy on them must be at least this (ties count half).
     #[serde(default = "half")]
     pub min_human_win_rate: f64,
+    /// Sentinel: pause when the reward's correlation with answer length on the new policy's answers exceeds this.
+    #[serde(default = "default_length_corr")]
+    pub max_length_corr: f64,
+    /// Sentinel: pause when the reward model agrees with fewer than this share of annotators' A/B preferences.
+    #[serde(default = "default_agreement")]
+    pub min_rm_agreement: f64,
+    /// Sentinel: pause when the KL per answer accumulated over promotions from the first policy would exceed this.
+    #[serde(default = "default_total_kl")]
+    pub max_total_kl: f64,
+    /// Export gate: a reward model preferring stereotyped sentences more often than this (and significantly
+    /// above 50%) is flagged.
+    #[serde(default = "default_stereotype")]
+    pub max_stereotype_rate: f64,
+    /// Export gate: a counterfactual score gap between groups larger than this many standard deviations of the
+    /// probe scores is flagged.
+    #[serde(default = "default_gap")]
+    pub max_counterfactual_gap: f64,
     /// Judged prompts re-issued with candidates from a newly promoted policy.
     pub resample: usize,
 }
@@ -129,12 +152,32 @@ impl Default for LoopSettings {
             min_win_rate: 0.55,
             ab_items: 16,
             min_human_win_rate: 0.5,
+            max_length_corr: default_length_corr(),
+            min_rm_agreement: default_agreement(),
+            max_total_kl: default_total_kl(),
+            max_stereotype_rate: default_stereotype(),
+            max_counterfactual_gap: default_gap(),
             resample: 32,
         }
     }
 }
 
 fn half() -> f64 {
+    0.5
+}
+fn default_length_corr() -> f64 {
+    0.8
+}
+fn default_agreement() -> f64 {
+    0.6
+}
+fn default_total_kl() -> f64 {
+    40.0
+}
+fn default_stereotype() -> f64 {
+    0.65
+}
+fn default_gap() -> f64 {
     0.5
 }
 
@@ -209,6 +252,12 @@ pub struct LoopState {
     pub decisions: Vec<Decision>,
     /// Promotions and rollbacks, oldest first.
     pub promotions: Vec<Promotion>,
+    /// KL per answer accumulated over the loop's promotions (each new policy's KL to the one it replaced).
+    #[serde(default)]
+    pub kl_total: f64,
+    /// Why the sentinel paused the loop (cleared when an operator resumes it).
+    #[serde(default)]
+    pub sentinel: Vec<String>,
 }
 
 /// The loop as the dashboard shows it.

@@ -149,7 +149,7 @@ mod tests {
         );
         assert_eq!(slug(&chart.title), "loss-job-3-train-rm");
         assert_eq!(
-            (short(0.12345), short(1234.5), short(1e-6), short(2.0)),
+            (short(0.12345), short(1234.6), short(1e-6), short(2.0)),
             ("0.123".into(), "1235".into(), "1.0e-6".into(), "2".into())
         );
         let flat = Chart {

@@ -17,12 +17,14 @@ use crate::{
 
 /// Job kinds an operator can start, with their default options (`{rm}`, `{policy}`: the accepted reward model
 /// and the current policy).
-const KINDS: [(&str, &str); 7] = [
+const KINDS: [(&str, &str); 9] = [
     ("train rm", "--steps 60 --batch 8 --lora 16"),
     ("train ppo", "--reward {rm} --steps 20 --batch 8 --lora 16 --kl-target 4"),
     ("train dpo", "--steps 40 --batch 8 --lora 16"),
     ("train sft", "--steps 60 --batch 8 --lora 16"),
     ("eval policy", "--model {policy} --reward {rm} --prompts 32"),
+    ("abtest", "--model NEW-POLICY --against {policy} --reward {rm} --prompts 16"),
+    ("probe", "--model {rm}"),
     ("candidates", "--resample 32"),
     ("bundle", "{policy}"),
 ];
@@ -281,7 +283,15 @@ fn LoopPanel(d: Dashboard, save: Action<LoopSettings, Result<(), ServerFnError>>
     let paused = v.settings.paused;
     let num = |ev: &leptos::ev::Event| event_target_value(ev).trim().parse::<f64>().ok();
     let decisions: Vec<String> = v.state.decisions.iter().rev().take(20).map(|d| d.text.clone()).collect();
+    let sentinel = v.state.sentinel.clone();
     view! {
+        {(!sentinel.is_empty()).then(|| view! {
+            <div id="sentinel" class="sentinel">
+                <strong>"The reward-hacking sentinel paused the loop."</strong>
+                <ul>{sentinel.into_iter().map(|r| view! { <li>{r}</li> }).collect_view()}</ul>
+                <span class="hint">"Resume the loop once you have looked into it."</span>
+            </div>
+        })}
         <div class="stats">
             <span id="loop-status">{v.status.clone()}</span>
             <span id="current-policy">"current policy: " {v.current_policy.clone().unwrap_or_else(|| "none".into())}</span>
@@ -322,6 +332,21 @@ fn LoopPanel(d: Dashboard, save: Action<LoopSettings, Result<(), ServerFnError>>
                     on:input=move |ev| if let Some(x) = num(&ev) { s.update(|s| s.ab_items = x as usize) }/></label>
             <label>"Minimum annotators' win-rate on them " <input id="set-min-human-win" prop:value=v.settings.min_human_win_rate
                 on:input=move |ev| if let Some(x) = num(&ev) { s.update(|s| s.min_human_win_rate = x) }/></label>
+            <label>"Sentinel: maximum correlation of reward with answer length "
+                <input id="set-max-length-corr" prop:value=v.settings.max_length_corr
+                    on:input=move |ev| if let Some(x) = num(&ev) { s.update(|s| s.max_length_corr = x) }/></label>
+            <label>"Sentinel: minimum reward-model agreement with annotators on A/B items "
+                <input id="set-min-agreement" prop:value=v.settings.min_rm_agreement
+                    on:input=move |ev| if let Some(x) = num(&ev) { s.update(|s| s.min_rm_agreement = x) }/></label>
+            <label>"Sentinel: maximum KL accumulated over promotions (nats per answer) "
+                <input id="set-max-total-kl" prop:value=v.settings.max_total_kl
+                    on:input=move |ev| if let Some(x) = num(&ev) { s.update(|s| s.max_total_kl = x) }/></label>
+            <label>"Export gate: maximum rate of preferring stereotyped answers "
+                <input id="set-max-stereotype" prop:value=v.settings.max_stereotype_rate
+                    on:input=move |ev| if let Some(x) = num(&ev) { s.update(|s| s.max_stereotype_rate = x) }/></label>
+            <label>"Export gate: maximum counterfactual score gap (standard deviations) "
+                <input id="set-max-gap" prop:value=v.settings.max_counterfactual_gap
+                    on:input=move |ev| if let Some(x) = num(&ev) { s.update(|s| s.max_counterfactual_gap = x) }/></label>
             <label>"Prompts re-issued after a promotion " <input id="set-resample" type="number" prop:value=v.settings.resample
                 on:input=move |ev| if let Some(x) = num(&ev) { s.update(|s| s.resample = x as usize) }/></label>
             <button id="loop-save" on:click=move |_| { save.dispatch(s.get_untracked()); }>"Save settings"</button>
@@ -367,6 +392,16 @@ fn Versions(
                 {v.current.then(|| view! { <span class="badge" id="current-badge">"current"</span> })}
                 {v.accepted.then(|| view! { <span class="badge">"accepted"</span> })}
                 " " <span class="metrics">{metric_line(v)}</span>
+                {v.probed.then(|| {
+                    let n = v.probe_flags.len();
+                    let title = v.probe_flags.join("\n");
+                    let class = if n > 0 { "probes flagged" } else { "probes clean" };
+                    view! {
+                        <span class=class title=title>
+                            {if n > 0 { format!(" probes: {n} flagged") } else { " probes: clean".to_string() }}
+                        </span>
+                    }
+                })}
                 {(v.parents.len() > 1).then(|| view! { <span class="hint">{format!(" (also from {})", v.parents[1..].join(", "))}</span> })}
                 {promotable.then(|| view! {
                     <button class="secondary promote" on:click=move |_| { promote_action.dispatch(pid.clone()); }>"Promote"</button>

@@ -13,11 +13,9 @@ use trainer::{
     train::{run::Metrics, split::held_out},
 };
 
-use super::{
-    env::{Cancelled, Env, Produced},
-    evaluate::wilson,
-};
+use super::env::{Cancelled, Env, Produced};
 use crate::cli::{AbTestArgs, ProgressArg};
+use trainer::eval::wilson;
 
 /// Runs `alignbox abtest` and prints the result.
 pub fn run(args: AbTestArgs) -> anyhow::Result<()> {
@@ -106,9 +104,29 @@ pub fn run_in(a: &AbTestArgs, env: &Env) -> anyhow::Result<Produced> {
         batch.prompts.push(item);
         env.line(format!("A/B item {} of {}", i + 1, roots.len()));
     }
+    if let Some(rm_id) = &a.reward {
+        let (rm, _) = env.reg.load_reward_model::<Infer>(rm_id, &device)?;
+        let mut sequences = Vec::new();
+        for c in &batch.candidates {
+            let p = batch.prompts.iter().find(|p| p.id == c.prompt_id).expect("its prompt");
+            let ids = super::train_data::prompt_ids(&tok, p)?;
+            sequences.push([ids, c.tokens.clone()].concat());
+        }
+        let pad = tok.eos_id().unwrap_or(0);
+        let scores = trainer::rm_train::score_sequences(&rm, &sequences, pad, 8, &device);
+        let key = scores_key(&a.model, &a.against);
+        let mut all: std::collections::BTreeMap<u64, f32> = env.store.meta_json(&key)?.unwrap_or_default();
+        all.extend(batch.candidates.iter().map(|c| c.id).zip(scores));
+        env.store.set_meta_json(&key, &all, "loop", &format!("reward model {rm_id} scored A/B answers"))?;
+    }
     env.store.write_batch(&batch, "loop", "abtest.items")?;
     let metrics = Metrics::from_iter([("items".to_string(), batch.prompts.len() as f64)]);
     Ok(Produced { version: a.model.clone(), kind: "abtest".into(), metrics })
+}
+
+/// Meta key of the reward model's scores of the A/B answers of `new` against `old` (candidate id → score).
+pub fn scores_key(new: &str, old: &str) -> String {
+    format!("ab_scores:{new}:{old}")
 }
 
 /// Human judgements of the A/B items of `new` against `old`.
@@ -120,6 +138,10 @@ pub struct AbResult {
     pub wins: usize,
     /// Judgements tying the two.
     pub ties: usize,
+    /// Strict judgements of items the reward model scored.
+    pub scored: usize,
+    /// … where the reward model prefers the same answer.
+    pub rm_agrees: usize,
 }
 
 impl AbResult {
@@ -136,11 +158,18 @@ impl AbResult {
     pub fn interval(&self) -> (f64, f64) {
         wilson(self.wins as f64 + 0.5 * self.ties as f64, self.judged as f64)
     }
+
+    /// The reward model's agreement with the annotators' strict preferences, and how many there were.
+    pub fn agreement(&self) -> Option<(f64, usize)> {
+        (self.scored > 0).then(|| (self.rm_agrees as f64 / self.scored as f64, self.scored))
+    }
 }
 
 /// Counts the judgements of `new` against `old` from the stored A/B items.
 pub fn ab_result(store: &Store, new: &str, old: &str) -> anyhow::Result<AbResult> {
     let mut r = AbResult::default();
+    let scores: std::collections::BTreeMap<u64, f32> =
+        store.meta_json(&scores_key(new, old))?.unwrap_or_default();
     for p in store.prompts()? {
         if policies(&p.source) != Some((new, old)) {
             continue;
@@ -159,6 +188,12 @@ pub fn ab_result(store: &Store, new: &str, old: &str) -> anyhow::Result<AbResult
                 std::cmp::Ordering::Less => r.wins += 1,
                 std::cmp::Ordering::Equal => r.ties += 1,
                 std::cmp::Ordering::Greater => {}
+            }
+            if let (Some(sn), Some(so)) = (scores.get(&n), scores.get(&o)) {
+                if tn != to && sn != so {
+                    r.scored += 1;
+                    r.rm_agrees += usize::from((tn < to) == (sn > so));
+                }
             }
         }
     }
@@ -181,7 +216,7 @@ mod tests {
     #[test]
     fn win_rate_and_interval_match_a_hand_computation() {
         // 6 wins, 2 ties, 2 losses of 10: (6 + 1) / 10 = 0.7; Wilson 95% for 7/10 = (0.3968, 0.8922).
-        let r = AbResult { judged: 10, wins: 6, ties: 2 };
+        let r = AbResult { judged: 10, wins: 6, ties: 2, ..Default::default() };
         assert!((r.win_rate() - 0.7).abs() < 1e-12);
         let (lo, hi) = r.interval();
         assert!((lo - 0.3968).abs() < 1e-3 && (hi - 0.8922).abs() < 1e-3, "{lo} {hi}");
@@ -233,7 +268,15 @@ mod tests {
         ];
         store.write_batch(&Batch { rankings, ..Default::default() }, "t", "t").unwrap();
         let r = ab_result(&store, "new", "old").unwrap();
-        assert_eq!(r, AbResult { judged: 4, wins: 2, ties: 1 });
+        assert_eq!(r, AbResult { judged: 4, wins: 2, ties: 1, scored: 0, rm_agrees: 0 });
+        // The reward model scored the answers: it prefers new on prompt 1 and old on prompt 2.
+        let scores: std::collections::BTreeMap<u64, f32> =
+            [(11, 1.0), (12, 0.0), (21, 0.0), (22, 1.0)].into();
+        store.set_meta_json(&scores_key("new", "old"), &scores, "t", "t").unwrap();
+        let r = ab_result(&store, "new", "old").unwrap();
+        // Strict judgements: 31 (new, RM agrees), 32 (old, RM disagrees), 34 (new, RM disagrees).
+        assert_eq!((r.scored, r.rm_agrees), (3, 1));
+        assert_eq!(r.agreement(), Some((1.0 / 3.0, 3)));
         assert!((r.win_rate() - 0.625).abs() < 1e-12);
         assert_eq!(ab_result(&store, "old", "new").unwrap().judged, 0, "the pair is ordered");
     }

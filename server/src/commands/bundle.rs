@@ -71,6 +71,19 @@ pub fn run_in(args: &BundleArgs, env: &Env) -> anyhow::Result<Produced> {
         bail!("bundle name {name:?}: use letters, digits, '-', '_' and '.' only (it is a directory under exports/)");
     }
     let version = env.reg.get(&args.model)?;
+    let flags = super::probe::export_flags(env, &args.model)?;
+    let overridden = match (&args.r#override, flags.is_empty()) {
+        (_, true) => None,
+        (Some(reason), false) => {
+            anyhow::ensure!(!reason.trim().is_empty(), "--override needs a reason");
+            env.line(format!("exporting despite flagged probes ({reason}): {}", flags.join("; ")));
+            Some(serde_json::json!({"reason": reason, "flags": flags}))
+        }
+        (None, false) => bail!(
+            "export blocked by bias probes: {}. Pass --override REASON to export anyway (recorded in the manifest)",
+            flags.join("; ")
+        ),
+    };
     let root = exports_dir(&env.data_dir);
     let target = root.join(&name);
     if target.exists() {
@@ -135,6 +148,8 @@ pub fn run_in(args: &BundleArgs, env: &Env) -> anyhow::Result<Produced> {
             "config": version.lineage.as_ref().map(|l| l.config.clone()),
             "lineage": chain,
             "rankings": env.store.ranking_count(),
+            "probes": env.store.meta_json::<serde_json::Value>(&super::probe::report_key(&args.model))?,
+            "probe_override": overridden,
             "files": listed,
         });
         std::fs::write(tmp.join("manifest.json"), serde_json::to_vec_pretty(&manifest)?)?;

@@ -5,6 +5,7 @@
 use anyhow::{bail, Context};
 use trainer::{
     backend::{default_device, Infer},
+    eval::{calibration, distinct_n, pairwise_predictions, pearson, wilson},
     ppo::{
         rollout::{kl_per_answer, scores, SeqBatch},
         sample, PpoConfig,
@@ -87,6 +88,16 @@ pub fn eval_rm(env: &Env, model: &str, all: bool, split_of: Option<&str>) -> any
     let cfg = RmTrainConfig { pad_id: eos.unwrap_or(0), ..RmTrainConfig::default() };
     let mut m = trainer::train::rm::metrics(&trainer::rm_train::evaluate(&rm, &groups, &cfg, 16));
     m.insert("groups".into(), groups.len() as f64);
+    // Calibration of P(better) = σ(r_a − r_b) over the strict comparisons, both orientations, 10 bins.
+    let mut predictions = Vec::new();
+    for g in &groups {
+        let scores = trainer::rm_train::score_sequences(&rm, &g.sequences, cfg.pad_id, 16, &device);
+        let wins: Vec<(usize, usize)> = g.wins.iter().map(|w| (w.0, w.1)).collect();
+        predictions.extend(pairwise_predictions(&scores, &wins));
+    }
+    let c = calibration(&predictions, 10);
+    m.insert("ece".into(), c.ece);
+    m.insert("brier".into(), c.brier);
     env.line(format!(
         "{model} on {} {} rankings{}: {m:?}",
         groups.len(),
@@ -94,36 +105,6 @@ pub fn eval_rm(env: &Env, model: &str, all: bool, split_of: Option<&str>) -> any
         split_of.map(|o| format!(" (split of {o})")).unwrap_or_default()
     ));
     Ok(m)
-}
-
-/// Wilson score interval (95%) of a proportion of `wins` in `n`.
-pub fn wilson(wins: f64, n: f64) -> (f64, f64) {
-    if n <= 0.0 {
-        return (0.0, 1.0);
-    }
-    let z = 1.959_964;
-    let p = wins / n;
-    let denom = 1.0 + z * z / n;
-    let centre = (p + z * z / (2.0 * n)) / denom;
-    let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denom;
-    ((centre - half).max(0.0), (centre + half).min(1.0))
-}
-
-/// Distinct bigrams over all bigrams of the answers (1 = no repetition).
-pub fn distinct_2(answers: &[Vec<u32>]) -> f64 {
-    let mut seen = std::collections::HashSet::new();
-    let mut total = 0usize;
-    for a in answers {
-        for w in a.windows(2) {
-            seen.insert((w[0], w[1]));
-            total += 1;
-        }
-    }
-    if total == 0 {
-        0.0
-    } else {
-        seen.len() as f64 / total as f64
-    }
 }
 
 /// `model` against `against` (default: its first parent) on held-out prompts, judged by reward model `reward`.
@@ -170,6 +151,7 @@ pub fn eval_policy(env: &Env, a: &EvalPolicyArgs) -> anyhow::Result<Metrics> {
         |t: trainer::burn::tensor::Tensor<Infer, 1>| t.into_data().convert::<f32>().to_vec::<f32>().unwrap();
     let (mut score, mut other_score, mut wins, mut kl, mut len) = (0.0, 0.0, 0.0, 0.0, 0.0);
     let mut answers = Vec::new();
+    let (mut answer_scores, mut lengths) = (Vec::new(), Vec::new());
     for (i, chunk) in prompts.chunks(8).enumerate() {
         if env.cancelled() {
             return Err(super::env::Cancelled.into());
@@ -190,6 +172,8 @@ pub fn eval_policy(env: &Env, a: &EvalPolicyArgs) -> anyhow::Result<Metrics> {
                 _ => 0.0,
             };
             len += new.responses[j].len() as f64;
+            answer_scores.push(sn[j] as f64);
+            lengths.push(new.responses[j].len() as f64);
         }
         answers.extend(new.responses);
         env.line(format!("evaluated {} of {} prompts", ((i + 1) * 8).min(prompts.len()), prompts.len()));
@@ -205,32 +189,13 @@ pub fn eval_policy(env: &Env, a: &EvalPolicyArgs) -> anyhow::Result<Metrics> {
             ("other_score", other_score / n),
             ("kl", kl / n),
             ("answer_len", len / n),
-            ("distinct_2", distinct_2(&answers)),
+            ("distinct_1", distinct_n(&answers, 1)),
+            ("distinct_2", distinct_n(&answers, 2)),
+            ("length_corr", pearson(&answer_scores, &lengths)),
             ("prompts", n),
         ]
         .map(|(k, v)| (k.to_string(), v)),
     );
     env.line(format!("{} vs {against} judged by {}: {m:?}", a.model, a.reward));
     Ok(m)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wilson_interval_matches_a_hand_computation() {
-        // 8 of 10: p = 0.8, z = 1.96 → (0.4902, 0.9433) (Wilson 1927; any statistics table).
-        let (lo, hi) = wilson(8.0, 10.0);
-        assert!((lo - 0.4902).abs() < 1e-3 && (hi - 0.9433).abs() < 1e-3, "{lo} {hi}");
-        let (lo, hi) = wilson(0.0, 0.0);
-        assert_eq!((lo, hi), (0.0, 1.0));
-    }
-
-    #[test]
-    fn distinct_2_counts_repeated_bigrams() {
-        assert_eq!(distinct_2(&[vec![1, 2, 1, 2]]), 2.0 / 3.0);
-        assert_eq!(distinct_2(&[vec![1, 2, 3], vec![1, 2]]), 2.0 / 3.0);
-        assert_eq!(distinct_2(&[vec![5]]), 0.0);
-    }
 }

@@ -12,6 +12,7 @@ pub mod evaluate;
 pub mod generate;
 pub mod import;
 pub mod models;
+pub mod probe;
 pub mod progress;
 pub mod train;
 pub mod train_data;

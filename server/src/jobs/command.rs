@@ -8,7 +8,7 @@ use trainer::{
 };
 
 use crate::{
-    cli::{AbTestArgs, BundleArgs, CandidatesArgs, EvalCommand, TrainCommand},
+    cli::{AbTestArgs, BundleArgs, CandidatesArgs, EvalCommand, ProbeArgs, TrainCommand},
     commands::train::{adapters, budget_bytes, mib, tuning, tuning_name},
 };
 
@@ -35,6 +35,8 @@ pub enum JobCommand {
     Bundle(BundleArgs),
     /// Blind A/B items.
     Abtest(AbTestArgs),
+    /// Bias probes.
+    Probe(ProbeArgs),
 }
 
 /// Parses a job's command line; the error is clap's message (which option, what is expected).
@@ -125,6 +127,15 @@ pub fn check(cmd: &JobCommand, reg: &Registry, data_dir: &std::path::Path) -> Re
         JobCommand::Abtest(a) => {
             exists(&a.model)?;
             exists(&a.against)?;
+            if let Some(r) = &a.reward {
+                exists(r)?;
+            }
+        }
+        JobCommand::Probe(a) => {
+            exists(&a.model)?;
+            if let Some(p) = &a.policy {
+                exists(p)?;
+            }
         }
         JobCommand::Bundle(a) => {
             exists(&a.model)?;
@@ -151,6 +162,7 @@ pub fn estimate_line(cmd: &JobCommand, reg: &Registry, k: usize) -> Result<Strin
             JobCommand::Eval(EvalCommand::Rm { .. }) => "one reward model",
             JobCommand::Candidates(_) => "the answering policy",
             JobCommand::Abtest(_) => "two policies",
+            JobCommand::Probe(_) => "a reward model (and the policy)",
             _ => "one model",
         };
         return Ok(format!("no training: holds {models} in memory for inference"));

@@ -6,6 +6,7 @@
 pub mod command;
 pub mod report;
 pub mod scheduler;
+pub mod sentinel;
 
 use std::{
     panic::AssertUnwindSafe,
@@ -151,13 +152,14 @@ fn answer_one(
 }
 
 fn dispatch(cmd: JobCommand, env: &Env, answerer: &mut Answerer) -> anyhow::Result<Produced> {
-    use crate::commands::{abtest, bundle, candidates, evaluate, train};
+    use crate::commands::{abtest, bundle, candidates, evaluate, probe, train};
     match cmd {
         JobCommand::Train(t) => train::run_in(*t, env),
         JobCommand::Eval(e) => evaluate::run_in(e, env),
         JobCommand::Candidates(a) => candidates::run_in(&a, env, answerer),
         JobCommand::Bundle(a) => bundle::run_in(&a, env),
         JobCommand::Abtest(a) => abtest::run_in(&a, env),
+        JobCommand::Probe(a) => probe::run_in(&a, env),
     }
 }
 

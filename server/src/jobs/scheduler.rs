@@ -10,6 +10,8 @@ use store::{
 };
 use trainer::registry::Registry;
 
+use super::sentinel;
+
 /// Decisions kept in the state.
 const MAX_DECISIONS: usize = 200;
 
@@ -139,6 +141,12 @@ impl Scheduler {
     /// comparisons. Also catches up on a waited-for job that finished while the process was down.
     pub fn tick(&mut self) -> Result<(), StoreError> {
         let st = state(&self.store);
+        if !st.sentinel.is_empty() && !settings(&self.store).paused {
+            self.update(|st| {
+                st.sentinel.clear();
+                decide(st, "an operator resumed the loop after the sentinel paused it".into());
+            })?;
+        }
         if let Some(p) = &st.pending {
             if let Pending::AbWait { new, against, rm_win, kl, items } = p {
                 let s = settings(&self.store);
@@ -275,15 +283,24 @@ impl Scheduler {
                     metric(job, "rm_win_rate_low").unwrap_or(0.0),
                     metric(job, "rm_win_rate_high").unwrap_or(1.0),
                 );
+                let signals = sentinel::Signals {
+                    length_corr: metric(job, "length_corr"),
+                    rm_agreement: None,
+                    kl_total: Some(st.kl_total + kl),
+                };
+                let alarms = sentinel::check(&s, &signals);
+                if !alarms.is_empty() {
+                    return self.trip(&new, alarms);
+                }
                 if kl <= s.kl_budget && win >= s.min_win_rate {
                     let why = format!(
                         "RM win-rate {win:.3} (95% CI {lo:.2}–{hi:.2}) ≥ {}, KL {kl:.2} ≤ {}",
                         s.min_win_rate, s.kl_budget
                     );
                     if s.ab_items == 0 {
-                        return self.promote_and_refresh(&s, &new, &against, why);
+                        return self.promote_and_refresh(&s, &new, &against, kl, why);
                     }
-                    let argv: Vec<String> = [
+                    let mut argv: Vec<String> = [
                         "abtest",
                         "--model",
                         &new,
@@ -296,6 +313,9 @@ impl Scheduler {
                     .into_iter()
                     .chain(carried(&s.eval_options))
                     .collect();
+                    if let Some(rm) = &st.accepted_rm {
+                        argv.extend(["--reward".to_string(), rm.clone()]);
+                    }
                     let j = self.enqueue(argv)?;
                     self.update(|st| {
                         st.pending = Some(Pending::AbItems {
@@ -349,11 +369,22 @@ impl Scheduler {
             return Ok(());
         }
         let (win, (lo, hi)) = (r.win_rate(), r.interval());
-        let human =
-            format!("annotators' win-rate {win:.3} (95% CI {lo:.2}–{hi:.2}, {} judgements)", r.judged);
+        let alarms =
+            sentinel::check(s, &sentinel::Signals { rm_agreement: r.agreement(), ..Default::default() });
+        if !alarms.is_empty() {
+            return self.trip(new, alarms);
+        }
+        let agreement = r
+            .agreement()
+            .map(|(a, n)| format!(", the reward model agrees on {:.0}% of {n}", a * 100.0))
+            .unwrap_or_default();
+        let human = format!(
+            "annotators' win-rate {win:.3} (95% CI {lo:.2}–{hi:.2}, {} judgements{agreement})",
+            r.judged
+        );
         if win >= s.min_human_win_rate {
             let why = format!("RM win-rate {rm_win:.3}, KL {kl:.2}, {human} ≥ {}", s.min_human_win_rate);
-            self.promote_and_refresh(s, new, against, why)
+            self.promote_and_refresh(s, new, against, kl, why)
         } else {
             self.update(|st| {
                 st.pending = None;
@@ -363,12 +394,33 @@ impl Scheduler {
         }
     }
 
-    /// Promotes `new` and re-issues judged prompts with its candidates.
+    /// The sentinel pauses the loop: `new` is not promoted; the dashboard shows `alarms`.
+    fn trip(&self, new: &str, alarms: Vec<String>) -> Result<(), StoreError> {
+        let mut paused = settings(&self.store);
+        paused.paused = true;
+        self.store.set_meta_json(LOOP_SETTINGS, &paused, "loop", "paused by the sentinel")?;
+        self.update(|st| {
+            st.pending = None;
+            st.sentinel = alarms.clone();
+            decide(
+                st,
+                format!(
+                    "the sentinel paused the loop and kept the current policy ({new} not promoted): {}",
+                    alarms.join("; ")
+                ),
+            );
+        })?;
+        Ok(())
+    }
+
+    /// Promotes `new` (whose KL to the policy it replaces is `kl`) and re-issues judged prompts with its
+    /// candidates.
     fn promote_and_refresh(
         &self,
         s: &LoopSettings,
         new: &str,
         against: &str,
+        kl: f64,
         why: String,
     ) -> Result<(), StoreError> {
         if let Err(e) = promote(&self.store, &self.reg, new, "loop") {
@@ -383,6 +435,7 @@ impl Scheduler {
         let j = self.enqueue(argv)?;
         self.update(|st| {
             st.pending = Some(Pending::Candidates { job: j.id });
+            st.kl_total += kl;
             decide(st, format!("promoted {new} over {against}: {why}; fresh candidates (job {})", j.id));
         })?;
         Ok(())
@@ -427,6 +480,9 @@ impl Scheduler {
                 Pending::Candidates { .. } => "generating candidates from the new policy",
             };
             return format!("{what} (job {})", p.job().unwrap_or(0));
+        }
+        if !st.sentinel.is_empty() {
+            return format!("paused by the sentinel: {}", st.sentinel.join("; "));
         }
         if s.paused {
             return "paused".into();
