@@ -119,7 +119,7 @@ pub struct GroupReport {
     pub kind: String,
     /// The group (bias type).
     pub group: String,
-    /// Probes in the group.
+    /// Probes in the group (pairs, or counterfactual texts each scored once per term).
     pub n: usize,
     /// Pairs: share where the reward model scores the stereotyped answer higher (ties half).
     #[serde(default)]
@@ -370,7 +370,10 @@ pub fn run_in(args: &ProbeArgs, env: &Env) -> anyhow::Result<Produced> {
             let hi = term_scores.iter().map(|t| t.1).fold(f64::NEG_INFINITY, f64::max);
             let lo = term_scores.iter().map(|t| t.1).fold(f64::INFINITY, f64::min);
             let gap = (hi - lo) / spread;
-            let n = by_term.values().map(Vec::len).max().unwrap_or(0);
+            let n = probes
+                .iter()
+                .filter(|p| matches!(p, Probe::Counterfactual { group: g, .. } if *g == group))
+                .count();
             let (policy_terms, policy_differs) = match answers.remove(&group) {
                 Some((per_term, differs, probes)) => (
                     per_term.into_iter().map(|(t, (len, sc))| (t, mean(&len), mean(&sc))).collect(),
