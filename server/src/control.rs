@@ -233,4 +233,8 @@ impl app::ssr::Control for ServerControl {
     fn rollback(&self, by: &str) -> Result<String, String> {
         scheduler::rollback(&self.store, &self.reg, by)
     }
+
+    fn current_policy(&self) -> Option<String> {
+        self.reg.default_id().ok().flatten()
+    }
 }

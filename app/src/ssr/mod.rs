@@ -26,6 +26,8 @@ pub trait Control: Send + Sync {
     fn promote(&self, version: &str, by: &str) -> Result<(), String>;
     /// Reverts the last promotion; returns the policy current afterwards.
     fn rollback(&self, by: &str) -> Result<String, String>;
+    /// The current policy (candidates and `current` chat completions come from it).
+    fn current_policy(&self) -> Option<String>;
 }
 
 /// Shared state of a running server, provided to every server function as context.
@@ -57,7 +59,7 @@ impl ServerContext {
             backend: self.backend.to_string(),
             uptime_s: self.started.elapsed().as_secs(),
             store_bytes: self.store.size_on_disk(),
-            policy: self.policy.clone(),
+            policy: self.control.current_policy().or_else(|| self.policy.clone()),
         }
     }
 }

@@ -535,3 +535,85 @@ mod tests {
         assert!(carried("--prompts 5").is_empty());
     }
 }
+
+#[cfg(test)]
+mod loop_tests {
+    use super::*;
+
+    fn finished(store: &Store, argv: &[&str], metrics: serde_json::Value) -> Job {
+        let j =
+            store.enqueue_job(argv.iter().map(|s| s.to_string()).collect(), "eval policy", "loop").unwrap();
+        store
+            .update_job(j.id, true, |j| {
+                j.state = JobState::Done;
+                j.result =
+                    Some(serde_json::json!({"version": "new", "kind": "evaluation", "metrics": metrics}));
+                Ok(())
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn an_evaluation_whose_reward_tracks_length_pauses_the_loop_and_keeps_the_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let reg = Registry::new(dir.path());
+        let mut sched = Scheduler::new(store.clone(), reg);
+        let job = finished(
+            &store,
+            &["eval", "policy"],
+            serde_json::json!({"kl": 1.0, "rm_win_rate": 0.9, "length_corr": 0.95}),
+        );
+        store
+            .update_meta_json(LOOP_STATE, |st: &mut LoopState| {
+                st.pending =
+                    Some(Pending::PolicyEval { job: job.id, new: "new".into(), against: "old".into() });
+            })
+            .unwrap();
+        sched.on_finished(&job).unwrap();
+        let st = state(&store);
+        assert!(st.pending.is_none(), "nothing else is started");
+        assert_eq!(st.sentinel.len(), 1);
+        assert!(
+            st.sentinel[0].contains("answer length") && st.sentinel[0].contains("0.95"),
+            "{:?}",
+            st.sentinel
+        );
+        assert!(settings(&store).paused, "the loop is paused");
+        assert!(st.promotions.is_empty(), "the new policy was not promoted");
+        assert!(Scheduler::status(&store, 0).starts_with("paused by the sentinel"));
+        assert_eq!(store.count_jobs(JobState::Queued).unwrap(), 0);
+
+        // An operator resumes: the sentinel's reasons are cleared on the next tick.
+        let mut s = settings(&store);
+        s.paused = false;
+        store.set_meta_json(LOOP_SETTINGS, &s, "op", "running").unwrap();
+        sched.tick().unwrap();
+        assert!(state(&store).sentinel.is_empty());
+    }
+
+    #[test]
+    fn a_calm_evaluation_goes_on_to_blind_a_b_items() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let mut sched = Scheduler::new(store.clone(), Registry::new(dir.path()));
+        let job = finished(
+            &store,
+            &["eval", "policy"],
+            serde_json::json!({"kl": 1.0, "rm_win_rate": 0.9, "length_corr": 0.1}),
+        );
+        store
+            .update_meta_json(LOOP_STATE, |st: &mut LoopState| {
+                st.pending =
+                    Some(Pending::PolicyEval { job: job.id, new: "new".into(), against: "old".into() });
+                st.accepted_rm = Some("rm".into());
+            })
+            .unwrap();
+        sched.on_finished(&job).unwrap();
+        let st = state(&store);
+        assert!(matches!(st.pending, Some(Pending::AbItems { .. })), "{:?}", st.pending);
+        let queued = store.next_queued_job().unwrap().unwrap();
+        assert_eq!(queued.kind, "abtest");
+        assert!(queued.argv.windows(2).any(|w| w == ["--reward", "rm"]), "{:?}", queued.argv);
+    }
+}
