@@ -4,23 +4,9 @@
 
 mod support;
 
-use std::{
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use support::{alignbox, webdriver::Browser, Server};
-
-fn must(args: &[&str], data: &Path) {
-    let out = alignbox()
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .env("ALIGNBOX_PASSWORD", "pw-123456")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "alignbox {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
+use support::{fixture, must, webdriver::Browser, Server};
 
 /// Sets an input's or select's value the way typing would (the page listens to `input` / `change`).
 fn set_value(b: &Browser, css: &str, value: &str, event: &str) {
@@ -100,8 +86,7 @@ fn wait_done(b: &Browser, id: u64) -> Vec<String> {
 fn the_operator_starts_jobs_watches_progress_and_charts_promotes_and_rolls_back() {
     let data = tempfile::tempdir().unwrap();
     let d = data.path();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../trainer/tests/fixtures/tiny-llama-gqa-tied");
-    must(&["models", "import", fixture.to_str().unwrap(), "--name", "tiny"], d);
+    must(&["models", "import", fixture("tiny-llama-gqa-tied").to_str().unwrap(), "--name", "tiny"], d);
     must(&["users", "add", "op", "--role", "operator"], d);
     let lines: Vec<String> = (0..16)
         .map(|i| {

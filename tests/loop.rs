@@ -8,37 +8,12 @@
 mod support;
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, Instant},
 };
 
 use serde_json::{json, Value};
-use support::{alignbox, api::Session, Server};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../trainer/tests/fixtures").join(name)
-}
-
-fn cli(args: &[&str], data: &Path) -> (bool, String, String) {
-    let out = alignbox()
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .env("ALIGNBOX_PASSWORD", "pw-123456")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
-fn must(args: &[&str], data: &Path) -> String {
-    let (ok, out, err) = cli(args, data);
-    assert!(ok, "alignbox {args:?}: {out}{err}");
-    out
-}
+use support::{api::Session, fixture, must, Server};
 
 /// A data dir with the tiny model as the current policy, an operator, an admin, two annotators and `n` prompts.
 fn setup(n: usize) -> tempfile::TempDir {

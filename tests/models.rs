@@ -2,22 +2,9 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use support::{alignbox, Server};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../trainer/tests/fixtures").join(name)
-}
-
-fn run(args: &[&str], data: &Path) -> (bool, String, String) {
-    let out = alignbox().args(args).arg("--data-dir").arg(data).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+use support::{alignbox, cli as run, fixture, Server};
 
 #[test]
 fn import_list_and_export_round_trip_an_hf_directory_bit_for_bit() {

@@ -5,28 +5,14 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{json, Value};
-use support::alignbox;
+use support::{cli as run, fixture};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../trainer/tests/fixtures").join(name)
-}
-
-fn run(args: &[&str], data: &Path) -> (bool, String, String) {
-    let out = alignbox().args(args).arg("--data-dir").arg(data).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
+/// Runs a command that must succeed; its last stdout line as JSON.
 fn must(args: &[&str], data: &Path) -> Value {
-    let (ok, out, err) = run(args, data);
-    assert!(ok, "alignbox {args:?}: {out}{err}");
-    serde_json::from_str(out.lines().last().unwrap_or("null")).unwrap_or(Value::Null)
+    serde_json::from_str(support::must(args, data).lines().last().unwrap_or("null")).unwrap_or(Value::Null)
 }
 
 const FILLERS: [&str; 8] =

@@ -5,25 +5,12 @@
 mod support;
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::Stdio,
     time::{Duration, Instant},
 };
 
-use support::alignbox;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../trainer/tests/fixtures").join(name)
-}
-
-fn run(args: &[&str], data: &Path) -> (bool, String, String) {
-    let out = alignbox().args(args).arg("--data-dir").arg(data).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+use support::{alignbox, cli as run, fixture};
 
 /// Words for prompts and answers; the hidden rule prefers answers with more "good".
 const WORDS: [&str; 8] = ["the", "cat", "sat", "on", "a", "mat", "and", "ran"];
@@ -268,7 +255,7 @@ fn the_reward_model_learns_the_rule_and_sft_lowers_held_out_loss_through_the_cli
     assert!(err.contains("QLoRA r 8 on an NF4 base shared by actor, critic and reference"), "{err}");
     assert!(err.contains("step 3/3"), "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    for k in ["score", "base_score", "rm_win_rate", "kl", "train_kl"] {
+    for k in ["score", "other_score", "rm_win_rate", "kl", "train_kl", "length_corr"] {
         assert!(v["metrics"][k].as_f64().is_some(), "{k}: {out}");
     }
     let manifest: serde_json::Value = serde_json::from_str(

@@ -17,6 +17,37 @@ pub fn alignbox() -> Command {
     Command::new(env!("CARGO_BIN_EXE_alignbox"))
 }
 
+/// The password `cli` gives accounts it adds (`users add` reads ALIGNBOX_PASSWORD).
+pub const PASSWORD: &str = "pw-123456";
+
+/// A model directory of trainer/tests/fixtures.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../trainer/tests/fixtures").join(name)
+}
+
+/// Runs `alignbox ARGS --data-dir DATA`; (success, stdout, stderr).
+pub fn cli(args: &[&str], data: &Path) -> (bool, String, String) {
+    let out = alignbox()
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env("ALIGNBOX_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// Like [`cli`], asserting success; returns stdout.
+pub fn must(args: &[&str], data: &Path) -> String {
+    let (ok, out, err) = cli(args, data);
+    assert!(ok, "alignbox {args:?}: {out}{err}");
+    out
+}
+
 /// A running `alignbox serve`, stopped with SIGTERM (then killed) when dropped.
 pub struct Server {
     pub child: Child,

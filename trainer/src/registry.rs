@@ -209,6 +209,17 @@ impl Registry {
         Ok(io::load(&self.model_path(&v))?)
     }
 
+    /// Loads version `id` as a network on `device` with its tokenizer.
+    pub fn load_policy<B: burn::tensor::backend::Backend>(
+        &self,
+        id: &str,
+        device: &B::Device,
+    ) -> Result<(crate::model::Llama<B>, crate::tokenizer::TextTokenizer), RegistryError> {
+        let v = self.get(id)?;
+        let path = self.model_path(&v);
+        Ok(io::load(&path)?.into_model::<B>(device, &path)?)
+    }
+
     /// The default base policy's id, if one is set.
     pub fn default_id(&self) -> Result<Option<String>, RegistryError> {
         let path = self.root.join("default");
@@ -356,9 +367,7 @@ impl Registry {
         if target.exists() && std::fs::read_dir(target).map_err(io_err(target))?.next().is_some() {
             return Err(RegistryError::TargetNotEmpty(target.display().to_string()));
         }
-        let v = self.get(id)?;
-        let path = self.model_path(&v);
-        let (model, tokenizer) = io::load(&path)?.into_model::<B>(device, &path)?;
+        let (model, tokenizer) = self.load_policy::<B>(id, device)?;
         io::hf::save_dir(&model, &tokenizer, target)?;
         Ok(())
     }

@@ -40,11 +40,7 @@ pub fn policies(source: &str) -> Option<(&str, &str)> {
 /// Creates up to `--prompts` A/B items of `--model` against `--against` on held-out prompts.
 pub fn run_in(a: &AbTestArgs, env: &Env) -> anyhow::Result<Produced> {
     let device = default_device();
-    let load = |id: &str| {
-        let v = env.reg.get(id)?;
-        let path = env.reg.model_path(&v);
-        anyhow::Ok(env.reg.load(id)?.into_model::<Infer>(&device, &path)?)
-    };
+    let load = |id: &str| env.reg.load_policy::<Infer>(id, &device);
     let (new, tok) = load(&a.model)?;
     let (old, _) = load(&a.against)?;
     if new.config.vocab_size != old.config.vocab_size {

@@ -11,9 +11,8 @@ use trainer::{
     model::Llama,
     peft::{merge_lora, without_adapters},
     ppo::{
-        rollout::{kl_per_answer, scores, SeqBatch},
         run::{run as run_ppo, IterationRecord, PpoRunConfig, PpoState},
-        sample, ActorCritic, PpoConfig, RewardShaping,
+        ActorCritic, PpoConfig, RewardShaping,
     },
     registry::Lineage,
     rl::kl::KlController,
@@ -63,48 +62,6 @@ fn record_event(r: &IterationRecord) -> Event {
         .map(|(k, v)| (k.to_string(), v)),
     );
     Event { kind: EventKind::Step, step: r.iteration, metrics }
-}
-
-/// Mean RM score of `policy`'s answers, the RM's preference for them over `reference`'s, and the KL to
-/// `reference` per answer, on `prompts`.
-fn evaluate_policy(
-    policy: &Llama<Infer>,
-    reference: &Llama<Infer>,
-    reward: &RewardModel<Infer>,
-    prompts: &[Vec<u32>],
-    cfg: &PpoConfig,
-) -> Metrics {
-    let mut m = Metrics::new();
-    if prompts.is_empty() {
-        return m;
-    }
-    let (mut score, mut base_score, mut wins, mut kl) = (0.0, 0.0, 0.0, 0.0);
-    for (i, chunk) in prompts.chunks(8).enumerate() {
-        let new = sample(policy, chunk, cfg, 77 + i as u64);
-        let old = sample(reference, chunk, cfg, 99 + i as u64);
-        let (bn, bo) = (SeqBatch::new(&new, cfg.pad_id), SeqBatch::new(&old, cfg.pad_id));
-        let host = |t: trainer::burn::tensor::Tensor<Infer, 1>| {
-            t.into_data().convert::<f32>().to_vec::<f32>().unwrap()
-        };
-        let (sn, so) = (host(scores(reward, &bn)), host(scores(reward, &bo)));
-        kl += kl_per_answer(policy, reference, &new, cfg.pad_id, cfg.temperature).iter().sum::<f64>();
-        for j in 0..chunk.len() {
-            score += sn[j] as f64;
-            base_score += so[j] as f64;
-            wins += match sn[j].partial_cmp(&so[j]) {
-                Some(std::cmp::Ordering::Greater) => 1.0,
-                Some(std::cmp::Ordering::Equal) => 0.5,
-                _ => 0.0,
-            };
-        }
-    }
-    let n = prompts.len() as f64;
-    m.insert("score".into(), score / n);
-    m.insert("base_score".into(), base_score / n);
-    m.insert("rm_win_rate".into(), wins / n);
-    m.insert("kl".into(), kl / n);
-    m.insert("prompts".into(), n);
-    m
 }
 
 /// Runs `alignbox train ppo`.
@@ -246,7 +203,11 @@ pub fn ppo(a: TrainPpoArgs, env: &Env) -> anyhow::Result<Produced> {
     let actor: Llama<Infer> = model.actor.valid();
     let reference = reference.unwrap_or_else(|| without_adapters(&actor));
     let held_out: Vec<Vec<u32>> = data.eval.iter().take(64).cloned().collect();
-    let mut metrics = evaluate_policy(&actor, &reference, &reward, &held_out, &cfg);
+    let mut metrics = if held_out.is_empty() {
+        Metrics::new()
+    } else {
+        super::evaluate::compare(&actor, &reference, &reward, &held_out, &cfg, 0, env)?
+    };
     if let Some(last) = state.history.last() {
         metrics.insert("train_score".into(), last.stats.score);
         metrics.insert("train_kl".into(), last.stats.kl);

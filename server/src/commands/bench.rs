@@ -23,9 +23,7 @@ fn model(args: &BenchArgs) -> anyhow::Result<Llama<Infer>> {
         return Ok(init::random::<Infer>(&init::tiny_llama_8k(), 0.02, 0, &device));
     }
     let reg = Registry::new(&args.data.data_dir);
-    let v = reg.get(&args.model)?;
-    let path = reg.model_path(&v);
-    Ok(reg.load(&args.model)?.into_model::<Infer>(&device, &path)?.0)
+    Ok(reg.load_policy::<Infer>(&args.model, &device)?.0)
 }
 
 fn variant(lora: bool, qlora: bool) -> bench::Variant {
@@ -43,9 +41,7 @@ fn train_model<B: TrainBackend>(args: &BenchArgs) -> anyhow::Result<Llama<B>> {
         return Ok(init::random::<B>(&init::tiny_llama_8k(), 0.02, 0, &device));
     }
     let reg = Registry::new(&args.data.data_dir);
-    let v = reg.get(&args.model)?;
-    let path = reg.model_path(&v);
-    Ok(reg.load(&args.model)?.into_model::<B>(&device, &path)?.0)
+    Ok(reg.load_policy::<B>(&args.model, &device)?.0)
 }
 
 /// Runs a benchmark and prints its JSON lines.

@@ -44,9 +44,7 @@ impl Answerer {
             return Ok(());
         }
         self.loaded = None;
-        let v = reg.get(policy)?;
-        let path = reg.model_path(&v);
-        let (m, tok) = reg.load(policy)?.into_model::<Infer>(&default_device(), &path)?;
+        let (m, tok) = reg.load_policy::<Infer>(policy, &default_device())?;
         tracing::info!(%policy, "policy loaded for candidates");
         self.loaded = Some((policy.to_string(), m, tok));
         Ok(())

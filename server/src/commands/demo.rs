@@ -221,8 +221,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         ),
     };
     let device = default_device();
-    let path = reg.model_path(&reg.get(&base_id)?);
-    let (base, tok) = reg.load(&base_id)?.into_model::<Infer>(&device, &path)?;
+    let (base, tok) = reg.load_policy::<Infer>(&base_id, &device)?;
     {
         let (_lock, store) = DataDir::open_store(&args.data.data_dir)?;
         annotate(&store, &base, &tok, &base_id, &args)?;
@@ -290,8 +289,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     });
     report["base_vs_base"] = measure(&base, &base, &tok, &held, &args)?;
     for id in [ppo, dpo] {
-        let path = reg.model_path(&reg.get(id)?);
-        let (m, _) = reg.load(id)?.into_model::<Infer>(&device, &path)?;
+        let (m, _) = reg.load_policy::<Infer>(id, &device)?;
         report[id] = measure(&m, &base, &tok, &held, &args)?;
         report[id]["lineage_metrics"] = serde_json::to_value(reg.get(id)?.lineage.map(|l| l.metrics))?;
     }

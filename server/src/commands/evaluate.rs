@@ -6,10 +6,12 @@ use anyhow::{bail, Context};
 use trainer::{
     backend::{default_device, Infer},
     eval::{calibration, distinct_n, pairwise_predictions, pearson, wilson},
+    model::Llama,
     ppo::{
         rollout::{kl_per_answer, scores, SeqBatch},
         sample, PpoConfig,
     },
+    rm::RewardModel,
     rm_train::{RankGroup, RmTrainConfig},
     train::run::Metrics,
 };
@@ -121,11 +123,7 @@ pub fn eval_policy(env: &Env, a: &EvalPolicyArgs) -> anyhow::Result<Metrics> {
     };
     anyhow::ensure!(a.temperature > 0.0, "--temperature must be above 0");
     let device = default_device();
-    let load = |id: &str| {
-        let v = env.reg.get(id)?;
-        let path = env.reg.model_path(&v);
-        anyhow::Ok(env.reg.load(id)?.into_model::<Infer>(&device, &path)?)
-    };
+    let load = |id: &str| env.reg.load_policy::<Infer>(id, &device);
     let (policy, tok) = load(&a.model)?;
     let (other, _) = load(&against)?;
     let (reward, _) = env.reg.load_reward_model::<Infer>(&a.reward, &device)?;
@@ -147,22 +145,39 @@ pub fn eval_policy(env: &Env, a: &EvalPolicyArgs) -> anyhow::Result<Metrics> {
         pad_id: eos.unwrap_or(0),
         ..PpoConfig::default()
     };
+    let m = compare(&policy, &other, &reward, &prompts, &cfg, a.seed, env)?;
+    env.line(format!("{} vs {against} judged by {}: {m:?}", a.model, a.reward));
+    Ok(m)
+}
+
+/// `policy` against `other` on `prompts`, judged by `reward`: one sampled answer of each per prompt (samplers
+/// seeded from `seed`); RM win-rate of `policy` (ties half) with its Wilson interval, mean scores, KL to `other`
+/// per answer, answer length, distinct-1/2, and the correlation of `policy`'s scores with its answer lengths.
+pub fn compare(
+    policy: &Llama<Infer>,
+    other: &Llama<Infer>,
+    reward: &RewardModel<Infer>,
+    prompts: &[Vec<u32>],
+    cfg: &PpoConfig,
+    seed: u64,
+    env: &Env,
+) -> anyhow::Result<Metrics> {
     let host =
         |t: trainer::burn::tensor::Tensor<Infer, 1>| t.into_data().convert::<f32>().to_vec::<f32>().unwrap();
-    let (mut score, mut other_score, mut wins, mut kl, mut len) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let (mut score, mut other_score, mut wins, mut kl) = (0.0, 0.0, 0.0, 0.0);
     let mut answers = Vec::new();
     let (mut answer_scores, mut lengths) = (Vec::new(), Vec::new());
     for (i, chunk) in prompts.chunks(8).enumerate() {
         if env.cancelled() {
             return Err(super::env::Cancelled.into());
         }
-        let new = sample(&policy, chunk, &cfg, a.seed ^ (77 + i as u64));
-        let old = sample(&other, chunk, &cfg, a.seed ^ (99 + i as u64));
+        let new = sample(policy, chunk, cfg, seed ^ (77 + i as u64));
+        let old = sample(other, chunk, cfg, seed ^ (99 + i as u64));
         let (sn, so) = (
-            host(scores(&reward, &SeqBatch::new(&new, cfg.pad_id))),
-            host(scores(&reward, &SeqBatch::new(&old, cfg.pad_id))),
+            host(scores(reward, &SeqBatch::new(&new, cfg.pad_id))),
+            host(scores(reward, &SeqBatch::new(&old, cfg.pad_id))),
         );
-        kl += kl_per_answer(&policy, &other, &new, cfg.pad_id, cfg.temperature).iter().sum::<f64>();
+        kl += kl_per_answer(policy, other, &new, cfg.pad_id, cfg.temperature).iter().sum::<f64>();
         for j in 0..chunk.len() {
             score += sn[j] as f64;
             other_score += so[j] as f64;
@@ -171,16 +186,15 @@ pub fn eval_policy(env: &Env, a: &EvalPolicyArgs) -> anyhow::Result<Metrics> {
                 Some(std::cmp::Ordering::Equal) => 0.5,
                 _ => 0.0,
             };
-            len += new.responses[j].len() as f64;
             answer_scores.push(sn[j] as f64);
             lengths.push(new.responses[j].len() as f64);
         }
         answers.extend(new.responses);
         env.line(format!("evaluated {} of {} prompts", ((i + 1) * 8).min(prompts.len()), prompts.len()));
     }
-    let n = prompts.len() as f64;
+    let n = prompts.len().max(1) as f64;
     let (lo, hi) = wilson(wins, n);
-    let m = Metrics::from_iter(
+    Ok(Metrics::from_iter(
         [
             ("rm_win_rate", wins / n),
             ("rm_win_rate_low", lo),
@@ -188,14 +202,12 @@ pub fn eval_policy(env: &Env, a: &EvalPolicyArgs) -> anyhow::Result<Metrics> {
             ("score", score / n),
             ("other_score", other_score / n),
             ("kl", kl / n),
-            ("answer_len", len / n),
+            ("answer_len", lengths.iter().sum::<f64>() / n),
             ("distinct_1", distinct_n(&answers, 1)),
             ("distinct_2", distinct_n(&answers, 2)),
             ("length_corr", pearson(&answer_scores, &lengths)),
-            ("prompts", n),
+            ("prompts", prompts.len() as f64),
         ]
         .map(|(k, v)| (k.to_string(), v)),
-    );
-    env.line(format!("{} vs {against} judged by {}: {m:?}", a.model, a.reward));
-    Ok(m)
+    ))
 }

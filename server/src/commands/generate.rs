@@ -19,10 +19,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             args.data.data_dir.display()
         ),
     };
-    let version = reg.get(&id)?;
-    let path = reg.model_path(&version);
     let device = default_device();
-    let (model, tok) = reg.load(&id)?.into_model::<Infer>(&device, &path)?;
+    let (model, tok) = reg.load_policy::<Infer>(&id, &device)?;
     let prompt = if args.raw { tok.encode(&args.prompt, true)? } else { tok.chat_prompt(&args.prompt)? };
     if prompt.is_empty() {
         bail!("the prompt encodes to no tokens");

@@ -227,11 +227,7 @@ pub fn run_in(args: &ProbeArgs, env: &Env) -> anyhow::Result<Produced> {
         v
     };
     let policy = match &args.policy {
-        Some(id) => {
-            let v = env.reg.get(id)?;
-            let path = env.reg.model_path(&v);
-            Some(env.reg.load(id)?.into_model::<Infer>(&device, &path)?.0)
-        }
+        Some(id) => Some(env.reg.load_policy::<Infer>(id, &device)?.0),
         None => None,
     };
     let eos = tok.eos_id().or(rm.trunk.config.eos_token_ids.first().copied());

@@ -233,6 +233,59 @@ pub(crate) fn mib(b: usize) -> String {
     format!("{:.1} MiB", b as f64 / (1 << 20) as f64)
 }
 
+/// The planner's input for `args` with one sequence of `seq_len` tokens per micro-batch.
+pub(crate) fn plan_input(args: &TrainArgs, config: &LlamaConfig, seq_len: usize) -> PlanInput {
+    PlanInput {
+        config: config.clone(),
+        tuning: tuning(args),
+        seq_len,
+        micro_batch: 1,
+        grad_checkpointing: args.grad_checkpointing,
+        bytes_per_value: 4,
+    }
+}
+
+/// The micro-batch in items of `seqs_per_item` sequences: `--micro-batch N`, or with `auto` the largest one
+/// whose estimate fits the budget (`--memory-budget-mb`, else 80% of the available memory); at most `items`.
+pub(crate) fn micro_batch(
+    args: &TrainArgs,
+    input: &PlanInput,
+    items: usize,
+    seqs_per_item: usize,
+) -> anyhow::Result<usize> {
+    let micro = if args.micro_batch == "auto" {
+        match budget_bytes(args) {
+            Some(b) => match pick_micro_batch(input, b, items * seqs_per_item) {
+                Some(seqs) => (seqs / seqs_per_item).max(1),
+                None => bail!(
+                    "even one sequence of {} tokens needs about {} but the budget is {}: use --lora, a smaller --max-tokens or a larger --memory-budget-mb",
+                    input.seq_len,
+                    mib(estimate(input).total),
+                    mib(b)
+                ),
+            },
+            None => items,
+        }
+    } else {
+        args.micro_batch.parse::<usize>().ok().filter(|&m| m > 0).with_context(|| {
+            format!("--micro-batch {:?}: expected a positive number or `auto`", args.micro_batch)
+        })?
+    };
+    Ok(micro.min(items))
+}
+
+/// "weights …, gradients …, optimizer …, activations …, total …".
+pub(crate) fn describe(e: &trainer::memory::Estimate) -> String {
+    format!(
+        "weights {}, gradients {}, optimizer {}, activations {}, total {}",
+        mib(e.weights),
+        mib(e.gradients),
+        mib(e.optimizer),
+        mib(e.activations),
+        mib(e.total)
+    )
+}
+
 /// Picks the micro-batch (in items of `seqs_per_item` sequences of up to `seq_len` tokens) and prints the
 /// estimate.
 pub(super) fn plan(
@@ -243,45 +296,16 @@ pub(super) fn plan(
     seq_len: usize,
     seqs_per_item: usize,
 ) -> anyhow::Result<()> {
-    let base = PlanInput {
-        config: config.clone(),
-        tuning: tuning(args),
-        seq_len,
-        micro_batch: 1,
-        grad_checkpointing: false,
-        bytes_per_value: 4,
-    };
-    let budget = budget_bytes(args);
-    let micro = if args.micro_batch == "auto" {
-        match budget {
-            Some(b) => match pick_micro_batch(&base, b, run.batch * seqs_per_item) {
-                Some(seqs) => (seqs / seqs_per_item).max(1),
-                None => bail!(
-                    "even one sequence of {seq_len} tokens needs about {} but the budget is {}: use --lora, --max-tokens or a larger --memory-budget-mb",
-                    mib(estimate(&base).total),
-                    mib(b)
-                ),
-            },
-            None => run.batch,
-        }
-    } else {
-        args.micro_batch.parse::<usize>().ok().filter(|&m| m > 0).with_context(|| {
-            format!("--micro-batch {:?}: expected a positive number or `auto`", args.micro_batch)
-        })?
-    };
-    run.micro_batch = micro.min(run.batch);
+    let base = plan_input(args, config, seq_len);
+    run.micro_batch = micro_batch(args, &base, run.batch, seqs_per_item)?;
     let e = estimate(&PlanInput { micro_batch: run.micro_batch * seqs_per_item, ..base });
     env.line(format!(
-        "memory estimate (micro-batch {} × {} sequences × {seq_len} tokens, {}): weights {}, gradients {}, optimizer {}, activations {}, total {}{}",
+        "memory estimate (micro-batch {} × {} sequences × {seq_len} tokens, {}): {}{}",
         run.micro_batch,
         seqs_per_item,
         tuning_name(args),
-        mib(e.weights),
-        mib(e.gradients),
-        mib(e.optimizer),
-        mib(e.activations),
-        mib(e.total),
-        budget.map(|b| format!("; budget {}", mib(b))).unwrap_or_default()
+        describe(&e),
+        budget_bytes(args).map(|b| format!("; budget {}", mib(b))).unwrap_or_default()
     ));
     env.line(format!(
         "{} steps × {} items ({} per pass, {} passes accumulated per step)",

@@ -46,13 +46,7 @@ impl Serving {
                 return Ok(m.clone());
             }
         }
-        let v = reg.get(id).map_err(|e| e.to_string())?;
-        let path = reg.model_path(&v);
-        let m = reg
-            .load(id)
-            .map_err(|e| e.to_string())?
-            .into_model::<Infer>(&default_device(), &path)
-            .map_err(|e| e.to_string())?;
+        let m = reg.load_policy::<Infer>(id, &default_device()).map_err(|e| e.to_string())?;
         let m = Arc::new(m);
         *slot = Some((id.to_string(), m.clone()));
         Ok(m)

@@ -3,13 +3,13 @@
 
 use clap::{Parser, Subcommand};
 use trainer::{
-    memory::{estimate, pick_micro_batch, PlanInput},
+    memory::{estimate, PlanInput},
     registry::Registry,
 };
 
 use crate::{
     cli::{AbTestArgs, BundleArgs, CandidatesArgs, EvalCommand, ProbeArgs, TrainCommand},
-    commands::train::{adapters, budget_bytes, mib, tuning, tuning_name},
+    commands::train::{adapters, budget_bytes, describe, mib, micro_batch, plan_input, tuning_name},
 };
 
 /// The commands a job may run.
@@ -184,34 +184,8 @@ pub fn estimate_line(cmd: &JobCommand, reg: &Registry, k: usize) -> Result<Strin
         TrainCommand::Ppo(a) => args.batch.div_ceil(a.minibatches.max(1)),
         _ => args.batch,
     };
-    let input = PlanInput {
-        config: config.clone(),
-        tuning: tuning(args),
-        seq_len: args.max_tokens,
-        micro_batch: 1,
-        grad_checkpointing: args.grad_checkpointing,
-        bytes_per_value: 4,
-    };
-    let budget = budget_bytes(args);
-    let micro = if args.micro_batch == "auto" {
-        match budget {
-            Some(b) => match pick_micro_batch(&input, b, per_pass * seqs_per_item) {
-                Some(seqs) => (seqs / seqs_per_item).max(1),
-                None => {
-                    return Err(format!(
-                        "even one sequence of {} tokens needs about {} but the budget is {}: use --lora, a smaller --max-tokens or a larger --memory-budget-mb",
-                        args.max_tokens,
-                        mib(estimate(&input).total),
-                        mib(b)
-                    ))
-                }
-            },
-            None => per_pass,
-        }
-    } else {
-        args.micro_batch.parse::<usize>().map_err(|_| format!("--micro-batch {:?}", args.micro_batch))?
-    }
-    .min(per_pass);
+    let input = plan_input(args, &config, args.max_tokens);
+    let micro = micro_batch(args, &input, per_pass, seqs_per_item).map_err(|e| e.to_string())?;
     let e = estimate(&PlanInput { micro_batch: micro * seqs_per_item, ..input });
     let extra = match t.as_ref() {
         TrainCommand::Ppo(a) => {
@@ -230,15 +204,11 @@ pub fn estimate_line(cmd: &JobCommand, reg: &Registry, k: usize) -> Result<Strin
         _ => String::new(),
     };
     Ok(format!(
-        "{what} on {base} ({}), micro-batch {micro} × {seqs_per_item} sequences × {} tokens (at most): weights {}, gradients {}, optimizer {}, activations {}, total {}{extra}{}",
+        "{what} on {base} ({}), micro-batch {micro} × {seqs_per_item} sequences × {} tokens (at most): {}{extra}{}",
         tuning_name(args),
         args.max_tokens,
-        mib(e.weights),
-        mib(e.gradients),
-        mib(e.optimizer),
-        mib(e.activations),
-        mib(e.total),
-        budget.map(|b| format!("; budget {}", mib(b))).unwrap_or_default()
+        describe(&e),
+        budget_bytes(args).map(|b| format!("; budget {}", mib(b))).unwrap_or_default()
     ))
 }
 
