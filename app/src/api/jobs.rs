@@ -117,6 +117,10 @@ pub struct LoopSettings {
     /// … and the annotators' win-rate of the new policy on them must be at least this (ties count half).
     #[serde(default = "half")]
     pub min_human_win_rate: f64,
+    /// Hours to wait for all A/B judgements; then the loop decides on those it has (none: the policy is kept).
+    /// 0 waits for ever.
+    #[serde(default = "default_ab_wait")]
+    pub ab_wait_hours: f64,
     /// Sentinel: pause when the reward's correlation with answer length on the new policy's answers exceeds this.
     #[serde(default = "default_length_corr")]
     pub max_length_corr: f64,
@@ -152,6 +156,7 @@ impl Default for LoopSettings {
             min_win_rate: 0.55,
             ab_items: 16,
             min_human_win_rate: 0.5,
+            ab_wait_hours: default_ab_wait(),
             max_length_corr: default_length_corr(),
             min_rm_agreement: default_agreement(),
             max_total_kl: default_total_kl(),
@@ -164,6 +169,9 @@ impl Default for LoopSettings {
 
 fn half() -> f64 {
     0.5
+}
+fn default_ab_wait() -> f64 {
+    24.0
 }
 fn default_length_corr() -> f64 {
     0.8
@@ -219,7 +227,16 @@ pub enum Pending {
     /// Blind A/B items being generated.
     AbItems { job: u64, new: String, against: String, rm_win: f64, kl: f64 },
     /// A/B items in the annotation queue, waiting for `items` judgements.
-    AbWait { new: String, against: String, rm_win: f64, kl: f64, items: usize },
+    AbWait {
+        new: String,
+        against: String,
+        rm_win: f64,
+        kl: f64,
+        items: usize,
+        /// When the items were queued (ms); the loop decides with what it has after `ab_wait_hours`.
+        #[serde(default)]
+        since_ms: u64,
+    },
     /// Fresh candidates from a newly promoted policy.
     Candidates { job: u64 },
 }

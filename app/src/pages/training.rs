@@ -330,6 +330,9 @@ fn LoopPanel(d: Dashboard, save: Action<LoopSettings, Result<(), ServerFnError>>
             <label>"Blind A/B items for annotators before a promotion (0: none) "
                 <input id="set-ab-items" type="number" prop:value=v.settings.ab_items
                     on:input=move |ev| if let Some(x) = num(&ev) { s.update(|s| s.ab_items = x as usize) }/></label>
+            <label>"Hours to wait for their judgements (then decide on those given; 0: wait for ever) "
+                <input id="set-ab-wait" prop:value=v.settings.ab_wait_hours
+                    on:input=move |ev| if let Some(x) = num(&ev) { s.update(|s| s.ab_wait_hours = x) }/></label>
             <label>"Minimum annotators' win-rate on them " <input id="set-min-human-win" prop:value=v.settings.min_human_win_rate
                 on:input=move |ev| if let Some(x) = num(&ev) { s.update(|s| s.min_human_win_rate = x) }/></label>
             <label>"Sentinel: maximum correlation of reward with answer length "

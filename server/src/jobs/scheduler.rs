@@ -148,9 +148,9 @@ impl Scheduler {
             })?;
         }
         if let Some(p) = &st.pending {
-            if let Pending::AbWait { new, against, rm_win, kl, items } = p {
+            if matches!(p, Pending::AbWait { .. }) {
                 let s = settings(&self.store);
-                return self.on_judgements(&s, new, against, *rm_win, *kl, *items);
+                return self.on_judgements(&s, p);
             }
             match self.store.job(p.job().unwrap_or(0))? {
                 Some(job) if job.state.is_final() => self.on_finished(&job)?,
@@ -337,7 +337,14 @@ impl Scheduler {
             Pending::AbItems { new, against, rm_win, kl, .. } => {
                 let items = metric(job, "items").unwrap_or(0.0) as usize;
                 self.update(|st| {
-                    st.pending = Some(Pending::AbWait { new: new.clone(), against: against.clone(), rm_win, kl, items });
+                    st.pending = Some(Pending::AbWait {
+                        new: new.clone(),
+                        against: against.clone(),
+                        rm_win,
+                        kl,
+                        items,
+                        since_ms: store::now_ms(),
+                    });
                     decide(st, format!("{items} blind A/B items of {new} against {against} are in the annotation queue; waiting for {items} judgements"));
                 })?;
             }
@@ -354,18 +361,28 @@ impl Scheduler {
     }
 
     /// Decides on a new policy once annotators judged its A/B items.
-    fn on_judgements(
-        &self,
-        s: &LoopSettings,
-        new: &str,
-        against: &str,
-        rm_win: f64,
-        kl: f64,
-        items: usize,
-    ) -> Result<(), StoreError> {
+    /// (A/B items are judged, or the wait is over: `ab_wait_hours`.)
+    fn on_judgements(&self, s: &LoopSettings, pending: &Pending) -> Result<(), StoreError> {
+        let Pending::AbWait { new, against, rm_win, kl, items, since_ms } = pending else { return Ok(()) };
+        let (new, against, rm_win, kl) = (new.as_str(), against.as_str(), *rm_win, *kl);
         let r = crate::commands::abtest::ab_result(&self.store, new, against)
             .map_err(|e| StoreError::Rejected(format!("{e:#}")))?;
-        if r.judged < items.max(1) {
+        let waited_h = store::now_ms().saturating_sub(*since_ms) as f64 / 3.6e6;
+        let over = s.ab_wait_hours > 0.0 && waited_h > s.ab_wait_hours;
+        if r.judged < (*items).max(1) && !over {
+            return Ok(());
+        }
+        if r.judged == 0 {
+            self.update(|st| {
+                st.pending = None;
+                decide(
+                    st,
+                    format!(
+                        "kept {against}: no annotator judged the A/B items of {new} within {} h",
+                        s.ab_wait_hours
+                    ),
+                );
+            })?;
             return Ok(());
         }
         let (win, (lo, hi)) = (r.win_rate(), r.interval());
@@ -615,5 +632,40 @@ mod loop_tests {
         let queued = store.next_queued_job().unwrap().unwrap();
         assert_eq!(queued.kind, "abtest");
         assert!(queued.argv.windows(2).any(|w| w == ["--reward", "rm"]), "{:?}", queued.argv);
+    }
+}
+
+#[cfg(test)]
+mod ab_wait_tests {
+    use super::*;
+
+    #[test]
+    fn unjudged_a_b_items_keep_the_policy_once_the_wait_is_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let mut sched = Scheduler::new(store.clone(), Registry::new(dir.path()));
+        let wait = |since_ms: u64| {
+            store
+                .update_meta_json(LOOP_STATE, |st: &mut LoopState| {
+                    st.pending = Some(Pending::AbWait {
+                        new: "new".into(),
+                        against: "old".into(),
+                        rm_win: 0.9,
+                        kl: 1.0,
+                        items: 4,
+                        since_ms,
+                    });
+                })
+                .unwrap();
+        };
+        wait(store::now_ms());
+        sched.tick().unwrap();
+        assert!(matches!(state(&store).pending, Some(Pending::AbWait { .. })), "still waiting");
+        wait(store::now_ms() - 25 * 3_600_000);
+        sched.tick().unwrap();
+        let st = state(&store);
+        assert!(st.pending.is_none());
+        assert!(st.decisions.last().unwrap().text.contains("no annotator judged"), "{:?}", st.decisions);
+        assert!(st.promotions.is_empty());
     }
 }
