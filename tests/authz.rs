@@ -111,6 +111,7 @@ fn endpoints(csrf: &str, n: usize) -> Vec<(&'static str, &'static str, bool, Bod
                 "min_win_rate": 0.5, "resample": 0}}),
             ),
         ),
+        ("pause_loop", "operator", true, f(&[("csrf", c.clone()), ("paused", "true".into())])),
         ("promote", "operator", true, f(&[("csrf", c.clone()), ("version", "nope".into())])),
         ("rollback", "operator", true, f(&[("csrf", c.clone())])),
         ("list_api_keys", "admin", false, f(&[])),

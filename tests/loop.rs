@@ -362,6 +362,8 @@ fn jobs_killed_with_the_server_resume_after_a_restart_and_no_acknowledged_rankin
     let op = Session::login(&server.base, "op", "pw-123456");
     let (status, body) = op.json("set_loop", json!({"settings": loop_settings(true)}));
     assert_eq!(status, 200, "{body}");
+    let (status, body) = op.form("pause_loop", &[("paused", "true")]);
+    assert_eq!(status, 200, "{body}");
     let ann = Session::login(&server.base, "ann1", "pw-123456");
     let ranked = annotate(&ann, 12, Instant::now() + Duration::from_secs(300));
     assert_eq!(ranked.len(), 12);

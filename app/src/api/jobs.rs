@@ -400,11 +400,11 @@ pub async fn cancel_job(csrf: String, id: u64) -> Result<JobView, ServerFnError>
     Ok(JobView::from(&job))
 }
 
-/// Replaces the loop's settings (pause / resume included).
+/// Replaces the loop's thresholds and options (not whether it is paused: see [`pause_loop`]).
 #[server(input = leptos::server_fn::codec::Json, prefix = "/api", endpoint = "set_loop")]
 pub async fn set_loop(csrf: String, settings: LoopSettings) -> Result<(), ServerFnError> {
     use crate::ssr::{auth, ServerContext};
-    let user = auth::require_with_csrf(store::Role::Operator, &csrf).await?;
+    let _user = auth::require_with_csrf(store::Role::Operator, &csrf).await?;
     if !matches!(settings.method.as_str(), "ppo" | "dpo") {
         return Err(ServerFnError::new(format!("method {:?}: use ppo or dpo", settings.method)));
     }
@@ -415,8 +415,26 @@ pub async fn set_loop(csrf: String, settings: LoopSettings) -> Result<(), Server
     }
     let ctx = expect_context::<ServerContext>();
     ctx.control.check_loop_options(&settings).map_err(fail)?;
-    let what = if settings.paused { "paused" } else { "running" };
-    ctx.store.set_meta_json(crate::api::jobs::LOOP_SETTINGS, &settings, &user.name, what).map_err(fail)
+    // Whether the loop is paused is not the form's to decide: a page opened before the sentinel paused the loop
+    // would resume it by saving.
+    ctx.store
+        .update_meta_json(LOOP_SETTINGS, |s: &mut LoopSettings| {
+            *s = LoopSettings { paused: s.paused, ..settings.clone() }
+        })
+        .map_err(fail)?;
+    Ok(())
+}
+
+/// Pauses (true) or resumes (false) the loop.
+#[server(prefix = "/api", endpoint = "pause_loop")]
+pub async fn pause_loop(csrf: String, paused: bool) -> Result<(), ServerFnError> {
+    use crate::ssr::{auth, ServerContext};
+    let user = auth::require_with_csrf(store::Role::Operator, &csrf).await?;
+    let ctx = expect_context::<ServerContext>();
+    let mut s: LoopSettings = ctx.store.meta_json(LOOP_SETTINGS).map_err(fail)?.unwrap_or_default();
+    s.paused = paused;
+    let what = if paused { "paused" } else { "resumed" };
+    ctx.store.set_meta_json(LOOP_SETTINGS, &s, &user.name, what).map_err(fail)
 }
 
 /// Makes a policy version the current one (candidates come from it).

@@ -8,8 +8,8 @@ use crate::{
     api::{
         auth::{whoami, Me},
         jobs::{
-            cancel_job, estimate_job, load_dashboard, load_job, promote, rollback, set_loop, submit_job,
-            Dashboard, JobView, LoopSettings, VersionView,
+            cancel_job, estimate_job, load_dashboard, load_job, pause_loop, promote, rollback, set_loop,
+            submit_job, Dashboard, JobView, LoopSettings, VersionView,
         },
     },
     components::chart::LineChart,
@@ -159,6 +159,13 @@ fn Training(me: Me) -> impl IntoView {
         }
     });
     let save = Action::new(move |s: &LoopSettings| set_loop(csrf.get_value(), s.clone()));
+    let pause = Action::new(move |p: &bool| pause_loop(csrf.get_value(), *p));
+    Effect::new(move |_| {
+        if let Some(r) = pause.value().get() {
+            message.set(r.map(|_| "Loop state saved.".to_string()).unwrap_or_else(clean));
+            data.refetch();
+        }
+    });
     Effect::new(move |_| {
         if let Some(r) = save.value().get() {
             message.set(r.map(|_| "Loop settings saved.".to_string()).unwrap_or_else(clean));
@@ -176,7 +183,7 @@ fn Training(me: Me) -> impl IntoView {
             <Transition fallback=|| view! { <p>"Loading…"</p> }>
                 {move || data.get().map(|r| match r {
                     Err(e) => view! { <p class="error">{clean(e)}</p> }.into_any(),
-                    Ok(d) => view! { <LoopPanel d=d.clone() save/> <Versions d rollback_action promote_action export/> }.into_any(),
+                    Ok(d) => view! { <LoopPanel d=d.clone() save pause/> <Versions d rollback_action promote_action export/> }.into_any(),
                 })}
             </Transition>
 
@@ -277,7 +284,11 @@ fn JobRow(
 }
 
 #[component]
-fn LoopPanel(d: Dashboard, save: Action<LoopSettings, Result<(), ServerFnError>>) -> impl IntoView {
+fn LoopPanel(
+    d: Dashboard,
+    save: Action<LoopSettings, Result<(), ServerFnError>>,
+    pause: Action<bool, Result<(), ServerFnError>>,
+) -> impl IntoView {
     let v = d.loop_view;
     let s = RwSignal::new(v.settings.clone());
     let paused = v.settings.paused;
@@ -299,11 +310,7 @@ fn LoopPanel(d: Dashboard, save: Action<LoopSettings, Result<(), ServerFnError>>
             <span>{v.comparisons} " comparisons"</span>
         </div>
         <div class="actions">
-            <button id="loop-pause" class="secondary" on:click=move |_| {
-                let mut next = s.get_untracked();
-                next.paused = !paused;
-                save.dispatch(next);
-            }>{if paused { "Resume the loop" } else { "Pause the loop" }}</button>
+            <button id="loop-pause" class="secondary" on:click=move |_| { pause.dispatch(!paused); }>{if paused { "Resume the loop" } else { "Pause the loop" }}</button>
         </div>
         <details class="loop-settings">
             <summary>"Loop settings"</summary>

@@ -111,6 +111,9 @@ pub(super) fn setup(env: &Env, args: &TrainArgs, stage: &str, default_lr: f64) -
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         format!("{stage}-{base}-{t}")
     });
+    if !super::bundle::safe_name(&name) {
+        bail!("--name {name:?}: use letters, digits, '-', '_' and '.' only (it names a directory)");
+    }
     if reg.get(&name).is_ok() {
         bail!("a model version {name:?} already exists; pass another --name");
     }

@@ -266,10 +266,12 @@ pub async fn chat(
             }
             tokens.push(t);
             let text = tok.decode(&tokens, true).unwrap_or_default();
-            if text.ends_with('\u{FFFD}') || text.len() <= sent {
-                return true; // an incomplete UTF-8 sequence: wait for the next token
-            }
-            let delta = text[sent..].to_string();
+            // An incomplete UTF-8 sequence, or a decoding that changed what was sent: wait for the next token.
+            let Some(delta) = text.get(sent..).filter(|d| !d.is_empty() && !text.ends_with('\u{FFFD}'))
+            else {
+                return true;
+            };
+            let delta = delta.to_string();
             sent = text.len();
             tx.blocking_send(chunk(json!({"content": delta}), None)).is_ok()
         });

@@ -85,6 +85,11 @@ pub fn check(cmd: &JobCommand, reg: &Registry, data_dir: &std::path::Path) -> Re
     let exists = |id: &str| reg.get(id).map(|_| ()).map_err(|e| e.to_string());
     match cmd {
         JobCommand::Train(t) => {
+            if let Some(name) = &t.common().name {
+                if !crate::commands::bundle::safe_name(name) {
+                    return Err(format!("--name {name:?}: letters, digits, '-', '_' and '.' only"));
+                }
+            }
             if let Some(b) = &t.common().base {
                 exists(b)?;
             } else if reg.default_id().map_err(|e| e.to_string())?.is_none() {

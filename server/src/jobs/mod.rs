@@ -109,14 +109,19 @@ fn run(data_dir: PathBuf, store: Store, idle: Option<SampleConfig>, stop: Arc<At
                 continue;
             }
         }
-        if let Err(e) = loop_.tick() {
-            tracing::error!(error = %e, "the loop's step failed");
+        match std::panic::catch_unwind(AssertUnwindSafe(|| loop_.tick())) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "the loop's step failed"),
+            Err(p) => tracing::error!(panic = %panic_text(p), "the loop's step panicked"),
         }
         if matches!(store.next_queued_job(), Ok(Some(_))) {
             continue;
         }
         if let Some(cfg) = &idle {
-            match answer_one(&store, &reg, &mut answerer, cfg) {
+            let answered =
+                std::panic::catch_unwind(AssertUnwindSafe(|| answer_one(&store, &reg, &mut answerer, cfg)))
+                    .unwrap_or_else(|p| Err(anyhow::anyhow!("panicked: {}", panic_text(p))));
+            match answered {
                 Ok(true) => continue,
                 Ok(false) => {}
                 Err(e) => {
@@ -179,13 +184,21 @@ fn run_job(
     answerer: &mut Answerer,
 ) -> anyhow::Result<Job> {
     let id = job.id;
-    let job = store.update_job(id, true, |j| {
+    let job = match store.update_job(id, true, |j| {
+        if j.state != JobState::Queued {
+            return Err(format!("job {} is {} now", j.id, j.state.name()));
+        }
         j.state = JobState::Running;
         j.attempts += 1;
         j.started_ms = Some(store::now_ms());
         j.message = if j.attempts > 1 { "starting again".into() } else { "starting".into() };
         Ok(())
-    })?;
+    }) {
+        Ok(j) => j,
+        // Cancelled between being picked and being started: nothing to run.
+        Err(store::StoreError::Rejected(_)) => return Ok(store.job(id)?.unwrap_or(job)),
+        Err(e) => return Err(e.into()),
+    };
     tracing::info!(job = id, command = %job.argv.join(" "), attempt = job.attempts, "job started");
     let argv = command::prepared(&job.argv, id);
     let finish = |state: JobState, result: Option<serde_json::Value>, error: Option<String>| {
@@ -210,8 +223,9 @@ fn run_job(
         Ok(c) => c,
         Err(e) => return Ok(finish(JobState::Failed, None, Some(e))?),
     };
-    // A process that died after storing the version but before recording it: the job is done.
-    if let Some(name) = command::version_name(&cmd) {
+    // A process that died after storing the version but before recording it: the job is done. (Only for the
+    // job's own name: a version an operator named is someone else's.)
+    if let Some(name) = command::version_name(&cmd).filter(|n| *n == format!("job-{id}")) {
         if let Ok(v) = reg.get(&name) {
             let metrics = v.lineage.map(|l| l.metrics).unwrap_or_default();
             let result = serde_json::json!({"version": name, "kind": v.kind, "metrics": metrics});

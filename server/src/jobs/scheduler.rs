@@ -24,8 +24,16 @@ pub struct Scheduler {
 }
 
 /// The stored settings (defaults when none were saved).
+/// The stored settings (defaults when none were saved; paused when they cannot be read, so that an unreadable
+/// document never starts work).
 pub fn settings(store: &Store) -> LoopSettings {
-    store.meta_json(LOOP_SETTINGS).ok().flatten().unwrap_or_default()
+    match store.meta_json(LOOP_SETTINGS) {
+        Ok(s) => s.unwrap_or_default(),
+        Err(e) => {
+            tracing::error!(error = %e, "the loop settings cannot be read: the loop stays paused");
+            LoopSettings { paused: true, ..LoopSettings::default() }
+        }
+    }
 }
 
 /// The stored state.
@@ -81,7 +89,7 @@ pub fn rollback(store: &Store, reg: &Registry, by: &str) -> Result<String, Strin
         .promotions
         .iter()
         .rev()
-        .find(|p| p.policy == current)
+        .find(|p| p.policy == current && p.action == "promote")
         .and_then(|p| p.previous.clone())
         .ok_or_else(|| format!("{current} was not promoted from another policy: nothing to roll back"))?;
     reg.set_default(&back).map_err(|e| e.to_string())?;
@@ -147,6 +155,9 @@ impl Scheduler {
                 decide(st, "an operator resumed the loop after the sentinel paused it".into());
             })?;
         }
+        if settings(&self.store).paused {
+            return Ok(());
+        }
         if let Some(p) = &st.pending {
             if matches!(p, Pending::AbWait { .. }) {
                 let s = settings(&self.store);
@@ -200,6 +211,9 @@ impl Scheduler {
             return Ok(());
         }
         let s = settings(&self.store);
+        if s.paused {
+            return Ok(()); // paused: the next step starts from `tick` once an operator resumes
+        }
         if job.state != JobState::Done {
             let why = job.error.clone().unwrap_or_default();
             self.update(|st| {
@@ -367,7 +381,9 @@ impl Scheduler {
         let (new, against, rm_win, kl) = (new.as_str(), against.as_str(), *rm_win, *kl);
         let r = crate::commands::abtest::ab_result(&self.store, new, against)
             .map_err(|e| StoreError::Rejected(format!("{e:#}")))?;
-        let waited_h = store::now_ms().saturating_sub(*since_ms) as f64 / 3.6e6;
+        // 0: a state saved before the wait was recorded; count from now.
+        let since = if *since_ms == 0 { store::now_ms() } else { *since_ms };
+        let waited_h = store::now_ms().saturating_sub(since) as f64 / 3.6e6;
         let over = s.ab_wait_hours > 0.0 && waited_h > s.ab_wait_hours;
         if r.judged < (*items).max(1) && !over {
             return Ok(());
@@ -413,9 +429,7 @@ impl Scheduler {
 
     /// The sentinel pauses the loop: `new` is not promoted; the dashboard shows `alarms`.
     fn trip(&self, new: &str, alarms: Vec<String>) -> Result<(), StoreError> {
-        let mut paused = settings(&self.store);
-        paused.paused = true;
-        self.store.set_meta_json(LOOP_SETTINGS, &paused, "loop", "paused by the sentinel")?;
+        self.store.update_meta_json(LOOP_SETTINGS, |s: &mut LoopSettings| s.paused = true)?;
         self.update(|st| {
             st.pending = None;
             st.sentinel = alarms.clone();
@@ -440,6 +454,20 @@ impl Scheduler {
         kl: f64,
         why: String,
     ) -> Result<(), StoreError> {
+        let current = self.reg.default_id().ok().flatten();
+        if current.as_deref() != Some(against) {
+            self.update(|st| {
+                st.pending = None;
+                decide(
+                    st,
+                    format!(
+                        "{new} was compared with {against}, but the current policy is now {}: not promoted",
+                        current.as_deref().unwrap_or("none")
+                    ),
+                );
+            })?;
+            return Ok(());
+        }
         if let Err(e) = promote(&self.store, &self.reg, new, "loop") {
             self.update(|st| {
                 st.pending = None;
@@ -533,12 +561,21 @@ pub fn check_options(s: &LoopSettings) -> Result<(), String> {
         let argv: Vec<String> = head.iter().map(|w| w.to_string()).chain(words(opts)).collect();
         super::command::parse(&argv).map(|_| ()).map_err(|e| format!("{what}: {e}"))
     };
+    for (opts, what) in [(&s.rm_options, "reward-model options"), (&s.policy_options, "policy options")] {
+        if words(opts).any(|w| w == "--name" || w.starts_with("--name=")) {
+            return Err(format!("{what}: --name cannot be set: every loop run is named after its job"));
+        }
+    }
     parse(&["train", "rm"], &s.rm_options, "reward-model options")?;
     match s.method.as_str() {
         "dpo" => parse(&["train", "dpo"], &s.policy_options, "policy options")?,
         _ => parse(&["train", "ppo", "--reward", "x"], &s.policy_options, "policy options")?,
     }
-    parse(&["eval", "policy", "--model", "x", "--reward", "y"], &s.eval_options, "evaluation options")
+    parse(
+        &["eval", "policy", "--model", "x", "--against", "z", "--reward", "y"],
+        &s.eval_options,
+        "evaluation options",
+    )
 }
 
 #[cfg(test)]
