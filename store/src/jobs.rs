@@ -138,6 +138,51 @@ impl Store {
         Ok(job)
     }
 
+    /// Queues a job and changes the JSON document `meta` of the meta tree with `f` (which sees the new job) in one
+    /// transaction. Durable on return.
+    pub fn enqueue_job_and<T: serde::Serialize + serde::de::DeserializeOwned + Default>(
+        &self,
+        argv: Vec<String>,
+        kind: &str,
+        origin: &str,
+        meta: &str,
+        f: impl Fn(&mut T, &Job),
+    ) -> Result<(Job, T), StoreError> {
+        let job = Job {
+            id: self.new_id()?,
+            argv,
+            kind: kind.to_string(),
+            origin: origin.to_string(),
+            state: JobState::Queued,
+            created_ms: now_ms(),
+            started_ms: None,
+            finished_ms: None,
+            step: 0,
+            total: 0,
+            message: "queued".into(),
+            error: None,
+            result: None,
+            cancel_requested: false,
+            attempts: 0,
+        };
+        let event = self.event(origin, "job.enqueue", format!("{} {}", job.id, job.argv.join(" ")))?;
+        let value = (&self.jobs, &self.meta, &self.audit)
+            .transaction(|(jobs, metas, audit)| {
+                let mut v: T = match metas.get(meta.as_bytes())? {
+                    Some(bytes) => decode(trees::META, meta.as_bytes(), &bytes).map_err(abort)?,
+                    None => T::default(),
+                };
+                f(&mut v, &job);
+                jobs.insert(&key(job.id), encode(&job))?;
+                metas.insert(meta.as_bytes(), encode(&v))?;
+                audit.insert(&key(event.id), encode(&event))?;
+                Ok(v)
+            })
+            .map_err(tx_err)?;
+        self.flush()?;
+        Ok((job, value))
+    }
+
     /// A job by id.
     pub fn job(&self, id: u64) -> Result<Option<Job>, StoreError> {
         self.get(&self.jobs, trees::JOBS, id)
@@ -271,6 +316,29 @@ mod tests {
         .unwrap();
         assert_eq!(s.next_queued_job().unwrap().unwrap().id, b.id);
         assert_eq!(s.count_jobs(JobState::Running).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_job_and_the_document_that_records_it_are_written_together() {
+        let (_d, s) = store();
+        let (job, doc) = s
+            .enqueue_job_and(
+                vec!["train".into(), "rm".into()],
+                "train rm",
+                "loop",
+                "loop_state",
+                |v: &mut Vec<u64>, j| v.push(j.id),
+            )
+            .unwrap();
+        assert_eq!(doc, vec![job.id]);
+        assert_eq!(s.meta_json::<Vec<u64>>("loop_state").unwrap(), Some(vec![job.id]));
+        assert_eq!(s.next_queued_job().unwrap().unwrap(), job);
+        // A document that does not decode aborts the whole write: no job is queued.
+        s.set_meta_json("bad", &"text", "t", "t").unwrap();
+        assert!(s
+            .enqueue_job_and(vec!["x".into()], "x", "loop", "bad", |v: &mut Vec<u64>, j| v.push(j.id))
+            .is_err());
+        assert_eq!(s.jobs().unwrap().len(), 1);
     }
 
     #[test]

@@ -136,9 +136,11 @@ impl Scheduler {
         Ok(self.counted.1)
     }
 
-    fn enqueue(&self, argv: Vec<String>) -> Result<Job, StoreError> {
+    /// Queues a loop job and records it in the loop's state (`f`) in one transaction: a crash cannot leave a
+    /// queued step the state does not know about (which a restart would queue again).
+    fn enqueue_then(&self, argv: Vec<String>, f: impl Fn(&mut LoopState, &Job)) -> Result<Job, StoreError> {
         let kind = super::command::kind(&argv);
-        self.store.enqueue_job(argv, &kind, "loop")
+        Ok(self.store.enqueue_job_and(argv, &kind, "loop", LOOP_STATE, f)?.0)
     }
 
     fn update(&self, f: impl Fn(&mut LoopState)) -> Result<LoopState, StoreError> {
@@ -186,9 +188,8 @@ impl Scheduler {
         if comparisons >= st.comparisons_at_last_rm + s.rm_after {
             let argv: Vec<String> =
                 ["train", "rm"].map(String::from).into_iter().chain(words(&s.rm_options)).collect();
-            let job = self.enqueue(argv)?;
             let fresh = comparisons - st.comparisons_at_last_rm;
-            self.update(|st| {
+            self.enqueue_then(argv, |st, job| {
                 st.pending = Some(Pending::Rm { job: job.id });
                 st.comparisons_at_last_rm = comparisons;
                 decide(
@@ -247,8 +248,7 @@ impl Scheduler {
                         let argv = ["eval", "rm", "--model", &old, "--split-of", &version]
                             .map(String::from)
                             .to_vec();
-                        let j = self.enqueue(argv)?;
-                        self.update(|st| {
+                        self.enqueue_then(argv, |st, j| {
                             st.pending = Some(Pending::RmCompare { job: j.id, new: version.clone(), accuracy });
                             decide(st, format!("{version}: held-out accuracy {accuracy:.3}; measuring {old} on the same rankings (job {})", j.id));
                         })?;
@@ -274,8 +274,7 @@ impl Scheduler {
                         .into_iter()
                         .chain(words(&s.eval_options))
                         .collect();
-                let j = self.enqueue(argv)?;
-                self.update(|st| {
+                self.enqueue_then(argv, |st, j| {
                     st.pending = Some(Pending::PolicyEval {
                         job: j.id,
                         new: version.clone(),
@@ -330,8 +329,7 @@ impl Scheduler {
                     if let Some(rm) = &st.accepted_rm {
                         argv.extend(["--reward".to_string(), rm.clone()]);
                     }
-                    let j = self.enqueue(argv)?;
-                    self.update(|st| {
+                    self.enqueue_then(argv, |st, j| {
                         st.pending = Some(Pending::AbItems {
                             job: j.id,
                             new: new.clone(),
@@ -477,8 +475,7 @@ impl Scheduler {
         }
         let argv: Vec<String> =
             ["candidates", "--resample", &s.resample.to_string(), "--model", new].map(String::from).to_vec();
-        let j = self.enqueue(argv)?;
-        self.update(|st| {
+        self.enqueue_then(argv, |st, j| {
             st.pending = Some(Pending::Candidates { job: j.id });
             st.kl_total += kl;
             decide(st, format!("promoted {new} over {against}: {why}; fresh candidates (job {})", j.id));
@@ -495,8 +492,7 @@ impl Scheduler {
                 .chain(words(&s.policy_options))
                 .collect(),
         };
-        let j = self.enqueue(argv)?;
-        self.update(|st| {
+        self.enqueue_then(argv, |st, j| {
             st.accepted_rm = Some(rm.to_string());
             st.pending = Some(Pending::Policy { job: j.id, rm: rm.to_string() });
             decide(st, format!("{why}; updating the policy with {} (job {})", s.method.to_uppercase(), j.id));
