@@ -107,9 +107,9 @@ pub struct LogLine {
 }
 
 impl Store {
-    /// Queues a job. Durable on return.
-    pub fn enqueue_job(&self, argv: Vec<String>, kind: &str, origin: &str) -> Result<Job, StoreError> {
-        let job = Job {
+    /// A new queued job record (not stored yet).
+    fn queued(&self, argv: Vec<String>, kind: &str, origin: &str) -> Result<Job, StoreError> {
+        Ok(Job {
             id: self.new_id()?,
             argv,
             kind: kind.to_string(),
@@ -125,7 +125,12 @@ impl Store {
             result: None,
             cancel_requested: false,
             attempts: 0,
-        };
+        })
+    }
+
+    /// Queues a job. Durable on return.
+    pub fn enqueue_job(&self, argv: Vec<String>, kind: &str, origin: &str) -> Result<Job, StoreError> {
+        let job = self.queued(argv, kind, origin)?;
         let event = self.event(origin, "job.enqueue", format!("{} {}", job.id, job.argv.join(" ")))?;
         (&self.jobs, &self.audit)
             .transaction(|(jobs, audit)| {
@@ -148,23 +153,7 @@ impl Store {
         meta: &str,
         f: impl Fn(&mut T, &Job),
     ) -> Result<(Job, T), StoreError> {
-        let job = Job {
-            id: self.new_id()?,
-            argv,
-            kind: kind.to_string(),
-            origin: origin.to_string(),
-            state: JobState::Queued,
-            created_ms: now_ms(),
-            started_ms: None,
-            finished_ms: None,
-            step: 0,
-            total: 0,
-            message: "queued".into(),
-            error: None,
-            result: None,
-            cancel_requested: false,
-            attempts: 0,
-        };
+        let job = self.queued(argv, kind, origin)?;
         let event = self.event(origin, "job.enqueue", format!("{} {}", job.id, job.argv.join(" ")))?;
         let value = (&self.jobs, &self.meta, &self.audit)
             .transaction(|(jobs, metas, audit)| {
