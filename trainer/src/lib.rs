@@ -12,6 +12,7 @@ pub mod dpo;
 pub mod eval;
 pub mod generate;
 pub mod io;
+pub mod kernels;
 pub mod memory;
 pub mod model;
 pub mod optim;

@@ -63,6 +63,19 @@ impl<B: Backend> Attention<B> {
         let q = rope::apply(self.q_proj.forward(x.clone()).reshape([b, s, h, d]), &inputs.cos, &inputs.sin);
         let k = rope::apply(self.k_proj.forward(x.clone()).reshape([b, s, kvh, d]), &inputs.cos, &inputs.sin);
         let v = self.v_proj.forward(x).reshape([b, s, kvh, d]);
+        if self.prefix.is_none() && crate::kernels::available::<B>() {
+            // Fused kernel: reads [b, seq, heads, d] views directly (the cache holds [b, kvh, t, d]).
+            let (k, v) = match cache {
+                Some((cache, layer)) => {
+                    let (k, v) = cache.append(layer, k.swap_dims(1, 2), v.swap_dims(1, 2));
+                    (k.swap_dims(1, 2), v.swap_dims(1, 2)) // [b, t, kvh, d]
+                }
+                None => (k, v),
+            };
+            let scale = 1.0 / (d as f64).sqrt();
+            let out = crate::kernels::attention(q, k, v, inputs.mask.clone(), scale); // [b, s, h, d]
+            return self.o_proj.forward(out.reshape([b, s, h * d]));
+        }
         let (k, v) = (k.swap_dims(1, 2), v.swap_dims(1, 2)); // [b, kvh, s, d]
         let (k, v) = match cache {
             Some((cache, layer)) => cache.append(layer, k, v),

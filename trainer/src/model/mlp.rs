@@ -21,7 +21,12 @@ pub struct Mlp<B: Backend> {
 impl<B: Backend> Mlp<B> {
     /// `[batch, seq, d_model]` → `[batch, seq, d_model]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate.mul(self.up_proj.forward(x)))
+        let (gate, up) = (self.gate_proj.forward(x.clone()), self.up_proj.forward(x));
+        let hidden = if crate::kernels::available::<B>() {
+            crate::kernels::swiglu(gate, up) // [batch, seq, ffn]
+        } else {
+            silu(gate).mul(up)
+        };
+        self.down_proj.forward(hidden)
     }
 }

@@ -22,6 +22,9 @@ impl<B: Backend> RmsNorm<B> {
 
     /// `[batch, seq, d_model]` → `[batch, seq, d_model]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        if crate::kernels::available::<B>() {
+            return crate::kernels::rms_norm(x, self.weight.val(), self.eps);
+        }
         let rms = x.clone().powi_scalar(2).mean_dim(2).add_scalar(self.eps).sqrt();
         x.div(rms).mul(self.weight.val().unsqueeze::<3>())
     }

@@ -92,6 +92,9 @@ impl Rope {
 /// full shape, so that every element-wise operation runs on contiguous, same-shape tensors (strided views are far
 /// slower on the CPU backend, in the forward and in the backward pass).
 pub fn apply<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>) -> Tensor<B, 4> {
+    if crate::kernels::available::<B>() {
+        return crate::kernels::rope(x, cos.clone(), sin.clone());
+    }
     let [b, s, h, d] = x.dims();
     let device = x.device();
     let rotated = x.clone().reshape([b * s * h, d]).matmul(rotation::<B>(d, &device)).reshape([b, s, h, d]);

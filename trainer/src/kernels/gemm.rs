@@ -1,0 +1,193 @@
+//! A bounds-checked, safe front to the `gemm` crate's strided matrix product.
+//!
+//! This file holds the only `unsafe` block of alignbox: `gemm::gemm` takes raw pointers and strides. Every view
+//! below checks, when it is built, that each element it can address lies inside its slice, and a mutable view
+//! checks that no two of its elements share memory, so the call below only ever touches memory it borrowed.
+#![allow(unsafe_code)]
+
+/// A read-only matrix view: element `(i, j)` is `data[i · row_stride + j · col_stride]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Mat<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// A view of `rows × cols` elements of `data`.
+    ///
+    /// # Panics
+    /// When an addressed element lies outside `data`.
+    pub fn new(data: &'a [f32], rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Self {
+        assert!(
+            last_index(rows, cols, row_stride, col_stride) < data.len().max(1),
+            "matrix view out of bounds"
+        );
+        Self { data, rows, cols, row_stride, col_stride }
+    }
+
+    /// A row-major `rows × cols` view of the start of `data`.
+    pub fn rows(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self::new(data, rows, cols, cols, 1)
+    }
+
+    /// The transposed view (no copy).
+    pub fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+}
+
+/// A writable matrix view whose elements are pairwise distinct memory locations.
+#[derive(Debug)]
+pub struct MatMut<'a> {
+    data: &'a mut [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> MatMut<'a> {
+    /// A writable view of `rows × cols` elements of `data`.
+    ///
+    /// # Panics
+    /// When an addressed element lies outside `data`, or when two elements would share memory (the strides
+    /// must nest: one of them at least the extent of the other dimension).
+    pub fn new(data: &'a mut [f32], rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Self {
+        assert!(
+            last_index(rows, cols, row_stride, col_stride) < data.len().max(1),
+            "matrix view out of bounds"
+        );
+        let distinct = rows <= 1 && (cols <= 1 || col_stride >= 1)
+            || cols <= 1 && row_stride >= 1
+            || col_stride >= 1 && row_stride >= cols * col_stride
+            || row_stride >= 1 && col_stride >= rows * row_stride;
+        assert!(distinct, "writable matrix view with overlapping elements");
+        Self { data, rows, cols, row_stride, col_stride }
+    }
+
+    /// A row-major `rows × cols` view of the start of `data`.
+    pub fn rows(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
+        Self::new(data, rows, cols, cols, 1)
+    }
+}
+
+/// Index of the last addressed element (0 for an empty view).
+fn last_index(rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> usize {
+    if rows == 0 || cols == 0 {
+        return 0;
+    }
+    (rows - 1) * row_stride + (cols - 1) * col_stride
+}
+
+/// `dst = scale · lhs · rhs`, or `dst += scale · lhs · rhs` with `accumulate`. `parallel` lets `gemm` split the
+/// product over rayon's threads (for calls that are not already inside a parallel loop).
+///
+/// # Panics
+/// When the shapes do not chain: `lhs` is `m × k`, `rhs` `k × n`, `dst` `m × n`.
+pub fn matmul(dst: MatMut<'_>, lhs: Mat<'_>, rhs: Mat<'_>, scale: f32, accumulate: bool, parallel: bool) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    assert_eq!(rhs.rows, k, "matmul: inner dimensions differ");
+    assert_eq!((dst.rows, dst.cols), (m, n), "matmul: output shape");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                for j in 0..n {
+                    dst.data[i * dst.row_stride + j * dst.col_stride] = 0.0;
+                }
+            }
+        }
+        return;
+    }
+    let parallelism = if parallel { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    // SAFETY: the constructors checked that every element (i, j) of each view, at i·row_stride + j·col_stride,
+    // lies inside its slice, and that the elements of `dst` are distinct; `dst` is borrowed mutably and the
+    // inputs immutably, so they do not alias; the shapes were checked above. Strides fit in isize because they
+    // index a slice.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.data.as_mut_ptr(),
+            dst.col_stride as isize,
+            dst.row_stride as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn strided_product_matches_the_naive_product() {
+        let (m, k, n) = (5, 7, 3);
+        let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.91).cos()).collect();
+        let want = naive(&a, &b, m, k, n);
+        // b given transposed (n × k) and read through a transposed view.
+        let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+        let mut c = vec![0.0; m * n];
+        matmul(MatMut::rows(&mut c, m, n), Mat::rows(&a, m, k), Mat::rows(&bt, n, k).t(), 1.0, false, false);
+        for (x, y) in c.iter().zip(&want) {
+            assert!((x - y).abs() < 1e-5);
+        }
+        // Accumulate with a scale into a column-major destination.
+        let mut ct = vec![1.0; m * n];
+        matmul(MatMut::new(&mut ct, m, n, 1, m), Mat::rows(&a, m, k), Mat::rows(&b, k, n), 2.0, true, true);
+        for i in 0..m {
+            for j in 0..n {
+                assert!((ct[j * m + i] - (1.0 + 2.0 * want[i * n + j])).abs() < 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "out of bounds")]
+    fn a_view_past_its_slice_is_refused() {
+        let a = vec![0.0; 5];
+        let _ = Mat::rows(&a, 2, 3);
+    }
+
+    #[test]
+    #[should_panic(expected = "overlapping")]
+    fn an_overlapping_writable_view_is_refused() {
+        let mut a = vec![0.0; 8];
+        let _ = MatMut::new(&mut a, 2, 3, 1, 1);
+    }
+}
