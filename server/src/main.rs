@@ -16,6 +16,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Before anything large is allocated: keep freed tensor memory for reuse (trainer::alloc).
+    trainer::alloc::keep_freed_memory();
     let cli = cli::Cli::parse();
     logging::init(cli.log_format);
     let result = match cli.command {

@@ -6,6 +6,7 @@
 /// burn, re-exported so that the binary names the same version without its own dependency line.
 pub use burn;
 
+pub mod alloc;
 pub mod backend;
 pub mod bench;
 pub mod dpo;

@@ -4,7 +4,7 @@
 use burn::{
     module::AutodiffModule,
     optim::{adaptor::OptimizerAdaptor, AdamW, GradientsParams, Optimizer},
-    tensor::{activation::log_softmax, backend::Backend, Int, Tensor, TensorData},
+    tensor::{backend::Backend, Int, Tensor, TensorData},
 };
 use serde::{Deserialize, Serialize};
 
@@ -48,9 +48,7 @@ pub fn token_cross_entropy<B: Backend>(
     targets: Tensor<B, 2, Int>,
     mask: Tensor<B, 2>,
 ) -> Tensor<B, 1> {
-    let [b, s, _] = logits.dims();
-    let logp = log_softmax(logits, 2);
-    let picked = logp.gather(2, targets.reshape([b, s, 1])).reshape([b, s]); // [b, s]
+    let picked = crate::kernels::token_logprobs(logits, targets); // [b, s]
     picked.mul(mask.clone()).sum().neg().div(mask.sum().clamp_min(1.0))
 }
 
@@ -90,9 +88,8 @@ pub fn sequence_logps<B: Backend>(
     device: &B::Device,
 ) -> Tensor<B, 1> {
     let (inputs, targets, mask) = batch::<B>(examples, pad_id, device);
-    let [b, s] = inputs.dims();
-    let logp = log_softmax(model.forward(inputs, &Layout::unpadded(b), None), 2);
-    let picked = logp.gather(2, targets.reshape([b, s, 1])).reshape([b, s]);
+    let [b, _] = inputs.dims();
+    let picked = crate::kernels::token_logprobs(model.forward(inputs, &Layout::unpadded(b), None), targets);
     picked.mul(mask).sum_dim(1).reshape([b])
 }
 

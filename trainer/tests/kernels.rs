@@ -64,14 +64,18 @@ fn fused_logits_equal_generic_logits_with_padding_and_a_cache() {
     assert_close("cached logits", &fused, &generic, 1e-5);
 }
 
-/// Gradients of `Σ logits · w` (w fixed) for every parameter that has one, by name.
+/// Gradients of `Σ logits · w` (w fixed) plus the log-probability of the next tokens, for every parameter that
+/// has one, by name.
 fn gradients<B: AutodiffBackend>(model: &Llama<B>) -> Vec<(String, Vec<f32>)> {
     let (ids, layout) = tokens::<B>();
-    let logits = model.forward(ids, &layout, None);
+    let logits = model.forward(ids.clone(), &layout, None);
     let n = logits.dims().iter().product::<usize>();
     let w: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.37).sin()).collect();
     let w = Tensor::<B, 3>::from_data(TensorData::new(w, logits.dims()), &logits.device());
-    let grads = (logits * w).sum().backward();
+    let [b, s, _] = logits.dims();
+    let next = kernels::token_logprobs(logits.clone().narrow(1, 0, s - 1), ids.narrow(1, 1, s - 1));
+    assert_eq!(next.dims(), [b, s - 1]);
+    let grads = ((logits * w).sum() + next.sum()).backward();
     let mut out = Vec::new();
     let mut norms = Vec::new();
     let mut push = |name: String, p: &Param<Tensor<B, 2>>| {

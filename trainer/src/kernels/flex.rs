@@ -21,7 +21,7 @@ use burn::{
 
 use super::{
     attention::{self, View},
-    rms_norm, rope,
+    logprobs, rms_norm, rope,
     route::{Flex, Fused},
     swiglu,
 };
@@ -95,7 +95,18 @@ fn attention_forward(
     (from_vec(out, shape(q)), probs)
 }
 
+/// `[b, s, vocab]` logits → (`[b, s]` log-probabilities, logsumexp per row).
+fn logprobs_forward(logits: &FlexTensor, targets: &[usize]) -> (FlexTensor, Vec<f32>) {
+    let s = shape(logits);
+    let (logp, lse) = logprobs::forward(f32s(logits), s[2], targets);
+    (from_vec(logp, Shape::new([s[0], s[1]])), lse)
+}
+
 impl Fused for Flex {
+    fn token_logprobs(logits: FlexTensor, targets: Arc<Vec<usize>>) -> FlexTensor {
+        logprobs_forward(&dense(&logits), &targets).0
+    }
+
     fn rms_norm(x: FlexTensor, weight: FlexTensor, eps: f32) -> FlexTensor {
         rms_forward(&dense(&x), &dense(&weight), eps).0
     }
@@ -211,7 +222,34 @@ impl Backward<Flex, 3> for AttentionBackward {
     }
 }
 
+#[derive(Debug)]
+struct LogprobsBackward;
+
+impl Backward<Flex, 1> for LogprobsBackward {
+    /// Logits (contiguous), targets, logsumexp per row.
+    type State = (FlexTensor, Arc<Vec<usize>>, Arc<Vec<f32>>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (logits, targets, lse) = ops.state;
+        let g = dense(&grads.consume::<Flex>(&ops.node));
+        if let [Some(p)] = ops.parents {
+            let s = shape(&logits);
+            let dx = logprobs::backward(f32s(&logits), s[2], &targets, &lse, f32s(&g));
+            grads.register::<Flex>(p.id, from_vec(dx, s));
+        }
+    }
+}
+
 impl<C: CheckpointStrategy> Fused for Autodiff<Flex, C> {
+    fn token_logprobs(logits: FloatTensor<Self>, targets: Arc<Vec<usize>>) -> FloatTensor<Self> {
+        let x = dense(&logits.primitive);
+        let (logp, lse) = logprobs_forward(&x, &targets);
+        match LogprobsBackward.prepare::<C>([logits.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((x, targets, Arc::new(lse)), logp),
+            OpsKind::UnTracked(prep) => prep.finish(logp),
+        }
+    }
+
     fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f32) -> FloatTensor<Self> {
         let (xc, wc) = (dense(&x.primitive), dense(&weight.primitive));
         let (y, inv) = rms_forward(&xc, &wc, eps);

@@ -13,12 +13,15 @@
 mod attention;
 mod flex;
 pub mod gemm;
+mod logprobs;
 mod rms_norm;
 mod rope;
 pub mod route;
 mod swiglu;
 
-use burn::tensor::{backend::Backend, Bool, Tensor};
+use std::sync::Arc;
+
+use burn::tensor::{activation::log_softmax, backend::Backend, Bool, Int, Tensor};
 
 pub use route::{available, with_generic};
 use route::{cast, float, fused, tensor, Fused};
@@ -75,4 +78,16 @@ pub fn attention<B: Backend>(
         cast(mask.into_primitive()),
         scale as f32,
     ))))
+}
+
+/// Log-probability of each target under `logits`: `[b, s, vocab]` and targets `[b, s]` → `[b, s]`
+/// (`log_softmax(logits)[target]`). Backends without fused kernels take `log_softmax` and `gather`.
+pub fn token_logprobs<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+    let [b, s, _] = logits.dims();
+    if !available::<B>() {
+        return log_softmax(logits, 2).gather(2, targets.reshape([b, s, 1])).reshape([b, s]);
+    }
+    let ids = targets.into_data().convert::<i64>().to_vec::<i64>().expect("int targets");
+    let ids: Arc<Vec<usize>> = Arc::new(ids.into_iter().map(|t| t.max(0) as usize).collect());
+    fused!(B, F => tensor::<B, 2>(cast(F::token_logprobs(cast(float(logits)), ids))))
 }

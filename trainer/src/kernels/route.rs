@@ -8,6 +8,7 @@
 use std::{
     any::{Any, TypeId},
     cell::Cell,
+    sync::Arc,
 };
 
 use burn::{
@@ -45,6 +46,8 @@ pub trait Fused: Backend {
         mask: BoolTensor<Self>,
         scale: f32,
     ) -> FloatTensor<Self>;
+    /// `log_softmax(logits)[target]` per row: `logits [b, s, vocab]`, one target per row → `[b, s]`.
+    fn token_logprobs(logits: FloatTensor<Self>, targets: Arc<Vec<usize>>) -> FloatTensor<Self>;
 }
 
 thread_local! {

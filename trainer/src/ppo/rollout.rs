@@ -118,7 +118,7 @@ pub fn answer_logprobs<B: Backend>(logits: Tensor<B, 3>, batch: &SeqBatch) -> Te
     let [b, r, _] = logits.dims();
     let device = logits.device();
     let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(batch.answers.clone(), [b, r]), &device);
-    log_softmax(logits, 2).gather(2, ids.reshape([b, r, 1])).reshape([b, r])
+    crate::kernels::token_logprobs(logits, ids)
 }
 
 /// Entropy of each answer position's distribution: `[rows, r]`.
