@@ -21,7 +21,8 @@ use burn::{
 
 use super::{
     attention::{self, View},
-    logprobs, rms_norm, rope,
+    gemm::Mat,
+    linear, logprobs, rms_norm, rope,
     route::{Flex, Fused},
     swiglu,
 };
@@ -66,6 +67,22 @@ fn view(t: &FlexTensor) -> View<'_> {
     }
 }
 
+/// The matrix view of a 2-D tensor that passed [`readable`].
+fn mat(t: &FlexTensor) -> Mat<'_> {
+    let dims = t.layout().shape();
+    assert_eq!(dims.num_dims(), 2, "kernels: linear takes 2-D tensors");
+    let st = t.layout().strides();
+    let data = &t.storage::<f32>()[t.layout().start_offset()..];
+    Mat::new(data, dims[0], dims[1], st[0] as usize, st[1] as usize)
+}
+
+/// `x [rows, d_in] · w [d_in, d_out]`.
+fn linear_forward(x: &FlexTensor, w: &FlexTensor) -> FlexTensor {
+    let (rows, d_in, d_out) = (shape(x)[0], shape(w)[0], shape(w)[1]);
+    assert_eq!(shape(x)[1], d_in, "kernels: linear input width");
+    from_vec(linear::forward(mat(x), mat(w), rows, d_in, d_out), Shape::new([rows, d_out]))
+}
+
 /// The mask `[b, 1, s, t]` as `b·s·t` bytes, 1 where hidden.
 fn mask_bytes(mask: &FlexTensor) -> Arc<Vec<u8>> {
     let m = mask.to_contiguous();
@@ -103,6 +120,10 @@ fn logprobs_forward(logits: &FlexTensor, targets: &[usize]) -> (FlexTensor, Vec<
 }
 
 impl Fused for Flex {
+    fn linear(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
+        linear_forward(&readable(x), &readable(weight))
+    }
+
     fn token_logprobs(logits: FlexTensor, targets: Arc<Vec<usize>>) -> FlexTensor {
         logprobs_forward(&dense(&logits), &targets).0
     }
@@ -223,6 +244,34 @@ impl Backward<Flex, 3> for AttentionBackward {
 }
 
 #[derive(Debug)]
+struct LinearBackward;
+
+impl Backward<Flex, 2> for LinearBackward {
+    /// Input `[rows, d_in]` and weight `[d_in, d_out]` (strided views).
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, w) = ops.state;
+        let dy = dense(&grads.consume::<Flex>(&ops.node));
+        let (rows, d_in, d_out) = (shape(&x)[0], shape(&w)[0], shape(&w)[1]);
+        let dy_m = Mat::rows(f32s(&dy), rows, d_out);
+        let [px, pw] = ops.parents;
+        if let Some(p) = px {
+            grads.register::<Flex>(
+                p.id,
+                from_vec(linear::backward_x(dy_m, mat(&w), rows, d_in, d_out), shape(&x)),
+            );
+        }
+        if let Some(p) = pw {
+            grads.register::<Flex>(
+                p.id,
+                from_vec(linear::backward_w(mat(&x), dy_m, rows, d_in, d_out), shape(&w)),
+            );
+        }
+    }
+}
+
+#[derive(Debug)]
 struct LogprobsBackward;
 
 impl Backward<Flex, 1> for LogprobsBackward {
@@ -241,6 +290,15 @@ impl Backward<Flex, 1> for LogprobsBackward {
 }
 
 impl<C: CheckpointStrategy> Fused for Autodiff<Flex, C> {
+    fn linear(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        let (xp, wp) = (readable(x.primitive.clone()), readable(weight.primitive.clone()));
+        let y = linear_forward(&xp, &wp);
+        match LinearBackward.prepare::<C>([x.node.clone(), weight.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((xp, wp), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
     fn token_logprobs(logits: FloatTensor<Self>, targets: Arc<Vec<usize>>) -> FloatTensor<Self> {
         let x = dense(&logits.primitive);
         let (logp, lse) = logprobs_forward(&x, &targets);

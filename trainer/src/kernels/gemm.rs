@@ -140,6 +140,54 @@ pub fn matmul(dst: MatMut<'_>, lhs: Mat<'_>, rhs: Mat<'_>, scale: f32, accumulat
     }
 }
 
+/// Whether a product of this size is worth splitting over threads (about 7 M multiply-adds).
+pub fn worth_parallel(m: usize, n: usize, k: usize) -> bool {
+    m.saturating_mul(n).saturating_mul(k) >= 192 * 192 * 192
+}
+
+/// `lhs · rhs` into a new row-major `m × n` buffer, written once by `gemm` (no zero-fill pass first).
+///
+/// # Panics
+/// When the inner dimensions differ.
+pub fn product(lhs: Mat<'_>, rhs: Mat<'_>, parallel: bool) -> Vec<f32> {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    assert_eq!(rhs.rows, k, "product: inner dimensions differ");
+    if m == 0 || n == 0 || k == 0 {
+        return vec![0.0; m * n];
+    }
+    let mut out = Vec::<f32>::with_capacity(m * n);
+    let parallelism = if parallel { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    // SAFETY: `out` has capacity for m·n elements, addressed row-major (row stride n, column stride 1), all
+    // distinct. With `read_dst = false`, gemm assigns dst := lhs·rhs to every one of the m·n elements (k > 0)
+    // and never reads dst, so after the call all m·n elements are initialised and `set_len` exposes exactly
+    // those. The input views were bounds-checked when built and do not alias `out`, which is fresh.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+        out.set_len(m * n);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +223,25 @@ mod tests {
                 assert!((ct[j * m + i] - (1.0 + 2.0 * want[i * n + j])).abs() < 1e-5);
             }
         }
+    }
+
+    #[test]
+    fn a_fresh_product_equals_the_accumulating_one() {
+        let (m, k, n) = (70, 33, 41);
+        let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.13).sin()).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.29).cos()).collect();
+        let want = naive(&a, &b, m, k, n);
+        for parallel in [false, true] {
+            let got = product(Mat::rows(&a, m, k), Mat::rows(&b, k, n), parallel);
+            assert_eq!(got.len(), m * n);
+            for (x, y) in got.iter().zip(&want) {
+                assert!((x - y).abs() < 1e-4);
+            }
+        }
+        // Transposed operands.
+        let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+        let got = product(Mat::rows(&at, k, m).t(), Mat::rows(&b, k, n), false);
+        assert!(got.iter().zip(&want).all(|(x, y)| (x - y).abs() < 1e-4));
     }
 
     #[test]

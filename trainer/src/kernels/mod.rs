@@ -13,6 +13,7 @@
 mod attention;
 mod flex;
 pub mod gemm;
+mod linear;
 mod logprobs;
 mod rms_norm;
 mod rope;
@@ -32,6 +33,14 @@ const CHUNK: usize = 1 << 14;
 /// Rows of `row_len` elements per parallel task.
 fn rows_per_task(row_len: usize) -> usize {
     (CHUNK / row_len.max(1)).max(1)
+}
+
+/// A linear map without bias: `x [rows, d_in] · weight [d_in, d_out]` → `[rows, d_out]`.
+///
+/// # Panics
+/// When `B` has no fused kernels (check [`available`]).
+pub fn linear<B: Backend>(x: Tensor<B, 2>, weight: Tensor<B, 2>) -> Tensor<B, 2> {
+    fused!(B, F => tensor::<B, 2>(cast(F::linear(cast(float(x)), cast(float(weight))))))
 }
 
 /// RMSNorm: `[batch, seq, d]`, weight `[d]` → `[batch, seq, d]`.

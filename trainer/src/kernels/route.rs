@@ -31,6 +31,8 @@ pub type FlexAutodiffCheckpointed = burn::backend::Autodiff<Flex, BalancedCheckp
 /// [`FlexAutodiffCheckpointed`] (forward + backward). Shapes are those of the public functions in
 /// [`super`]; every input may be a strided view.
 pub trait Fused: Backend {
+    /// `x [rows, d_in] · weight [d_in, d_out]` → `[rows, d_out]`.
+    fn linear(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
     /// RMSNorm over the last dimension: `x [rows…, d]`, `weight [d]`.
     fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f32) -> FloatTensor<Self>;
     /// `silu(gate) · up`, element-wise on equal shapes.

@@ -121,7 +121,15 @@ impl<B: Backend> Linear<B> {
         let dims = x.dims();
         let rows: usize = dims[..D - 1].iter().product();
         let x: Tensor<B, 2> = x.reshape([rows, self.d_in()]);
-        let mut y = linear(x.clone(), self.base_weight(), self.bias.as_ref().map(|b| b.val()));
+        let mut y = if crate::kernels::available::<B>() {
+            let y = crate::kernels::linear(x.clone(), self.base_weight()); // [rows, d_out]
+            match &self.bias {
+                Some(b) => y.add(b.val().unsqueeze::<2>()),
+                None => y,
+            }
+        } else {
+            linear(x.clone(), self.base_weight(), self.bias.as_ref().map(|b| b.val()))
+        };
         if let Some(l) = &self.lora {
             y = y.add(x.matmul(l.a.val()).matmul(l.b.val()).mul_scalar(l.scale));
         }

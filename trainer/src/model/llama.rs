@@ -119,7 +119,12 @@ impl<B: Backend> Llama<B> {
             None => {
                 // Tied: hidden · Eᵀ as one 2-D matmul on the transposed view (no copy of the embedding).
                 let [b, s, d] = hidden.dims();
-                let logits = hidden.reshape([b * s, d]).matmul(self.embed_tokens.val().transpose());
+                let (x, table) = (hidden.reshape([b * s, d]), self.embed_tokens.val().transpose()); // [d, vocab] view
+                let logits = if crate::kernels::available::<B>() {
+                    crate::kernels::linear(x, table)
+                } else {
+                    x.matmul(table)
+                };
                 logits.reshape([b, s, self.config.vocab_size])
             }
         }
