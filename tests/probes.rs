@@ -119,11 +119,13 @@ fn a_policy_trained_to_pad_answers_shows_the_reward_tracking_length() {
     let pad = |k: usize| format!("ok{}", " and more".repeat(k));
     let mut lines = Vec::new();
     for i in 0..48 {
-        // Demonstrations padded to 0–6 repeats; annotators rank longer padding first.
+        // Demonstrations padded to 0–9 repeats; annotators rank longer padding first, every length from 0 to 9
+        // appearing in the rankings (so the reward model orders all the lengths the policy writes).
         lines.push(json!({"prompt": format!("Say something {i}."), "completion": pad(i % 10)}).to_string());
+        let ks = if i % 2 == 0 { [9, 7, 5, 3, 1] } else { [8, 6, 4, 2, 0] };
         lines.push(
-            json!({"prompt": format!("Say something else {i}."), "responses": [pad(9), pad(6), pad(3), pad(0)],
-                "tiers": [[0], [1], [2], [3]]})
+            json!({"prompt": format!("Say something else {i}."), "responses": ks.map(pad),
+                "tiers": [[0], [1], [2], [3], [4]]})
             .to_string(),
         );
     }
@@ -181,8 +183,9 @@ fn a_policy_trained_to_pad_answers_shows_the_reward_tracking_length() {
             "40",
             "--eval-fraction",
             "0.5",
+            // pad(9) is 38 tokens of the fixture's tokenizer: room for every padded answer and its end.
             "--max-new-tokens",
-            "32",
+            "48",
         ],
         d,
     );

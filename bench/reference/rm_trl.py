@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import common  # noqa: I001  (first: sets OMP_WAIT_POLICY before torch loads libgomp)
 
+import contextlib
+import sys
 import tempfile
 import time
 
@@ -112,7 +114,8 @@ def main() -> None:
         layer0 = {
             n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad and ".layers.0." in n
         }
-        trainer.train()
+        with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its summary: keep stdout JSON lines
+            trainer.train()
         named = dict(trainer.model.named_parameters())
         changed = sorted(n for n, p0 in layer0.items() if not torch.equal(named[n].detach(), p0))
         assert changed, f"training did not change any of {sorted(layer0)}"

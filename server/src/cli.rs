@@ -354,7 +354,7 @@ pub struct TrainArgs {
     /// AdamW decoupled weight decay.
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f32,
-    /// Gradient-norm clip.
+    /// Clip of the global gradient norm (as PyTorch's `clip_grad_norm_`); 0 turns it off.
     #[arg(long, default_value_t = 1.0)]
     pub clip: f32,
     /// Seed of the batch order, the split and new weights.

@@ -99,6 +99,7 @@ pub fn add_prefix<B: Backend>(model: Llama<B>, n: usize, seed: u64) -> Llama<B> 
 /// embeddings, norms and the output head stay in f32. Attach adapters with [`add_lora`] afterwards.
 pub fn quantize_projections<B: Backend>(mut model: Llama<B>) -> Llama<B> {
     map_projections(&mut model, |_, lin| lin.quantized());
+    crate::alloc::release_free_memory(); // the f32 weights just replaced
     model.no_grad()
 }
 

@@ -217,7 +217,9 @@ impl Registry {
     ) -> Result<(crate::model::Llama<B>, crate::tokenizer::TextTokenizer), RegistryError> {
         let v = self.get(id)?;
         let path = self.model_path(&v);
-        Ok(io::load(&path)?.into_model::<B>(device, &path)?)
+        let loaded = io::load(&path)?.into_model::<B>(device, &path)?;
+        crate::alloc::release_free_memory(); // the file's bytes and any dequantised copies
+        Ok(loaded)
     }
 
     /// The default base policy's id, if one is set.

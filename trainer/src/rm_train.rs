@@ -6,7 +6,7 @@
 
 use burn::{
     module::AutodiffModule,
-    optim::{adaptor::OptimizerAdaptor, AdamW, GradientsParams, Optimizer},
+    optim::{GradientsParams, Optimizer},
     tensor::{backend::Backend, Int, Tensor, TensorData},
 };
 use serde::{Deserialize, Serialize};
@@ -85,7 +85,7 @@ pub struct RmTrainConfig {
     pub lr: f64,
     /// AdamW decoupled weight decay.
     pub weight_decay: f32,
-    /// Gradient-norm clip.
+    /// Clip of the global gradient norm (as PyTorch's `clip_grad_norm_`); 0 turns it off.
     pub clip_norm: f32,
     /// Margin subtracted inside the loss: −log σ(r_better − r_worse − margin) (ties excluded only).
     pub margin: f64,
@@ -102,7 +102,7 @@ impl Default for RmTrainConfig {
 }
 
 /// The optimizer of a reward model.
-pub type RmOptimizer = OptimizerAdaptor<AdamW, RewardModel<Train>, Train>;
+pub type RmOptimizer = crate::optim::ClippedAdamW<RewardModel<Train>, Train>;
 
 /// AdamW (betas 0.9/0.999, eps 1e-8) with gradient-norm clipping.
 pub fn optimizer(cfg: &RmTrainConfig) -> RmOptimizer {

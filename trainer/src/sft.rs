@@ -3,7 +3,7 @@
 
 use burn::{
     module::AutodiffModule,
-    optim::{adaptor::OptimizerAdaptor, AdamW, GradientsParams, Optimizer},
+    optim::{GradientsParams, Optimizer},
     tensor::{backend::Backend, Int, Tensor, TensorData},
 };
 use serde::{Deserialize, Serialize};
@@ -29,7 +29,7 @@ pub struct SftConfig {
     pub lr: f64,
     /// AdamW weight decay.
     pub weight_decay: f32,
-    /// Gradient-norm clip.
+    /// Clip of the global gradient norm (as PyTorch's `clip_grad_norm_`); 0 turns it off.
     pub clip_norm: f32,
     /// Right-padding id.
     pub pad_id: u32,
@@ -102,7 +102,7 @@ pub fn loss<B: Backend>(model: &Llama<B>, examples: &[Example], pad_id: u32, dev
 }
 
 /// The optimizer of a policy.
-pub type PolicyOptimizer = OptimizerAdaptor<AdamW, Llama<Train>, Train>;
+pub type PolicyOptimizer = crate::optim::ClippedAdamW<Llama<Train>, Train>;
 
 /// AdamW (betas 0.9/0.999, eps 1e-8) with gradient-norm clipping.
 pub fn optimizer(cfg: &SftConfig) -> PolicyOptimizer {

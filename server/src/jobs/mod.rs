@@ -240,6 +240,7 @@ fn run_job(
         Arc::new(move || cancel_store.job(id).ok().flatten().is_some_and(|j| j.cancel_requested)),
     );
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| dispatch(cmd, &env, answerer)));
+    trainer::alloc::release_free_memory(); // what the job's models and activations held
     Ok(match outcome {
         Ok(Ok(p)) => {
             let result = serde_json::json!({"version": p.version, "kind": p.kind, "metrics": p.metrics});

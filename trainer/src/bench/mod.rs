@@ -252,6 +252,7 @@ pub fn rm<B: crate::backend::TrainBackend>(
     let device: burn::tensor::Device<B> = Default::default();
     let config = base.config.clone();
     let trunk = variant.apply(base);
+    crate::alloc::release_free_memory();
     let setup_rss = rss_mb();
     let mut rng = Rng::new(1);
     let head: Vec<f32> = (0..config.hidden_size).map(|_| (rng.normal() * 0.02) as f32).collect();

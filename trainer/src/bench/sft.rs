@@ -23,6 +23,7 @@ pub fn sft(
 ) -> BenchResult {
     let vocab = base.config.vocab_size as u64;
     let mut model = variant.apply(base);
+    crate::alloc::release_free_memory();
     let setup_rss = super::rss_mb();
     let cfg = SftConfig { lr: 1e-5, ..SftConfig::default() };
     let mut optim = optimizer(&cfg);
