@@ -59,10 +59,15 @@ thread_local! {
 /// Runs `f` with the fused kernels turned off on this thread (the model then uses burn's generic operations):
 /// for tests that compare the two, and to rule the kernels out when a result looks wrong.
 pub fn with_generic<R>(f: impl FnOnce() -> R) -> R {
-    let before = GENERIC.with(|g| g.replace(true));
-    let out = f();
-    GENERIC.with(|g| g.set(before));
-    out
+    /// Restores the previous setting, also when `f` panics.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            GENERIC.with(|g| g.set(self.0));
+        }
+    }
+    let _restore = Restore(GENERIC.with(|g| g.replace(true)));
+    f()
 }
 
 /// Whether `B` runs the fused kernels (on this thread).

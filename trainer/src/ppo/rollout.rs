@@ -109,8 +109,10 @@ pub fn host_rows<B: Backend>(t: Tensor<B, 2>) -> Vec<Vec<f32>> {
 /// Temperature-scaled logits at the positions that predict answer tokens: `[rows, r, vocab]`.
 pub fn answer_logits<B: Backend>(policy: &Llama<B>, batch: &SeqBatch, temperature: f32) -> Tensor<B, 3> {
     let device = policy.embed_tokens.device();
-    let logits = policy.forward(batch.tokens::<B>(&device), &batch.layout(), None); // [rows, p + r, vocab]
-    logits.narrow(1, batch.p - 1, batch.r).div_scalar(temperature)
+    let hidden = policy.hidden(batch.tokens::<B>(&device), &batch.layout(), None); // [rows, p + r, d_model]
+                                                                                   // Only the r positions that predict answer tokens go through the vocabulary head.
+    policy.logits(hidden.narrow(1, batch.p - 1, batch.r)).div_scalar(temperature)
+    // [rows, r, vocab]
 }
 
 /// Log-probabilities of the answer tokens under `logits` from [`answer_logits`]: `[rows, r]`.
