@@ -34,8 +34,9 @@ pub fn keep_freed_memory() -> bool {
         // SAFETY: mallopt only stores the given values in the allocator's parameters; it is safe to call at
         // any time, from any thread, and returns 0 when it refuses a value.
         unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD as libc::c_int) == 1
-                && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD as libc::c_int) == 1
+            let mmap = libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD as libc::c_int) == 1;
+            let trim = libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD as libc::c_int) == 1;
+            mmap && trim
         }
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]

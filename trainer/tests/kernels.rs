@@ -14,10 +14,15 @@ use trainer::{
 };
 
 fn config() -> LlamaConfig {
-    LlamaConfig::from_json(
-        r#"{"vocab_size":48,"hidden_size":32,"intermediate_size":40,"num_hidden_layers":2,
-        "num_attention_heads":4,"num_key_value_heads":2,"max_position_embeddings":64,"tie_word_embeddings":false}"#,
-    )
+    config_tied(false)
+}
+
+/// With `tied`, the vocabulary head is the transposed embedding (a strided view into the fused linear).
+fn config_tied(tied: bool) -> LlamaConfig {
+    LlamaConfig::from_json(&format!(
+        r#"{{"vocab_size":48,"hidden_size":32,"intermediate_size":40,"num_hidden_layers":2,
+        "num_attention_heads":4,"num_key_value_heads":2,"max_position_embeddings":64,"tie_word_embeddings":{tied}}}"#
+    ))
     .unwrap()
 }
 
@@ -84,6 +89,12 @@ fn gradients<B: AutodiffBackend>(model: &Llama<B>) -> Vec<(String, Vec<f32>)> {
         }
     };
     push("embed_tokens".into(), &model.embed_tokens);
+    if let Some(head) = &model.lm_head {
+        push("lm_head".into(), &head.weight);
+    }
+    if let Some(g) = model.norm.weight.grad(&grads) {
+        norms.push(("norm".into(), values(g)));
+    }
     for (i, l) in model.layers.iter().enumerate() {
         let a = &l.self_attn;
         for (n, lin) in [("q", &a.q_proj), ("k", &a.k_proj), ("v", &a.v_proj), ("o", &a.o_proj)] {
@@ -128,13 +139,19 @@ fn compare<B: AutodiffBackend>(model: Llama<B>, expect: usize) {
 
 #[test]
 fn fused_gradients_equal_generic_gradients_for_every_parameter() {
-    // embed + 2 × (4 attention + 3 mlp + 2 norms) = 19 (lm_head and the final norm are not listed).
-    compare(init::random::<Train>(&config(), 0.2, 7, &default_device()), 19);
+    // embed + lm_head + final norm + 2 × (4 attention + 3 mlp + 2 norms) = 21.
+    compare(init::random::<Train>(&config(), 0.2, 7, &default_device()), 21);
+}
+
+#[test]
+fn fused_gradients_equal_generic_gradients_with_tied_embeddings() {
+    // The embedding's gradient collects the lookup's and the head's (a transposed view) parts.
+    compare(init::random::<Train>(&config_tied(true), 0.2, 7, &default_device()), 20);
 }
 
 #[test]
 fn fused_gradients_equal_generic_gradients_with_checkpointing() {
-    compare(init::random::<TrainCheckpointed>(&config(), 0.2, 7, &default_device()), 19);
+    compare(init::random::<TrainCheckpointed>(&config(), 0.2, 7, &default_device()), 21);
 }
 
 #[test]

@@ -90,14 +90,21 @@ fn mask_bytes(mask: &FlexTensor) -> Arc<Vec<u8>> {
 }
 
 fn rms_forward(x: &FlexTensor, w: &FlexTensor, eps: f32) -> (FlexTensor, Vec<f32>) {
+    let (sx, sw) = (shape(x), shape(w));
+    assert!(
+        sw.num_dims() == 1 && sx.num_dims() >= 1 && sx[sx.num_dims() - 1] == sw[0] && sw[0] > 0,
+        "kernels: rms_norm {sx:?} with weight {sw:?}"
+    );
     let (y, inv) = rms_norm::forward(f32s(x), f32s(w), eps);
     (from_vec(y, shape(x)), inv)
 }
 
-fn rope_forward(x: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor, sign: f32) -> FlexTensor {
+fn rope_forward(x: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor, transpose: bool) -> FlexTensor {
     let s = shape(x);
     assert_eq!(s.num_dims(), 4, "kernels: rope takes [b, s, h, d]");
-    let y = rope::rotate(f32s(x), f32s(cos), f32s(sin), s[2], s[3], sign);
+    let table = Shape::new([s[0], s[1], 1, s[3]]);
+    assert!(shape(cos) == table && shape(sin) == table, "kernels: rope tables {:?} for x {s:?}", shape(cos));
+    let y = rope::rotate(f32s(x), f32s(cos), f32s(sin), s[2], s[3], transpose);
     from_vec(y, s)
 }
 
@@ -119,6 +126,12 @@ fn logprobs_forward(logits: &FlexTensor, targets: &[usize]) -> (FlexTensor, Vec<
     (from_vec(logp, Shape::new([s[0], s[1]])), lse)
 }
 
+/// `silu(gate) · up` on equal shapes.
+fn swiglu_forward(g: &FlexTensor, u: &FlexTensor) -> FlexTensor {
+    assert_eq!(shape(g), shape(u), "kernels: swiglu gate and up shapes");
+    from_vec(swiglu::forward(f32s(g), f32s(u)), shape(g))
+}
+
 impl Fused for Flex {
     fn linear(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
         linear_forward(&readable(x), &readable(weight))
@@ -133,12 +146,11 @@ impl Fused for Flex {
     }
 
     fn swiglu(gate: FlexTensor, up: FlexTensor) -> FlexTensor {
-        let (g, u) = (dense(&gate), dense(&up));
-        from_vec(swiglu::forward(f32s(&g), f32s(&u)), shape(&g))
+        swiglu_forward(&dense(&gate), &dense(&up))
     }
 
     fn rope(x: FlexTensor, cos: FlexTensor, sin: FlexTensor) -> FlexTensor {
-        rope_forward(&dense(&x), &dense(&cos), &dense(&sin), 1.0)
+        rope_forward(&dense(&x), &dense(&cos), &dense(&sin), false)
     }
 
     fn attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, mask: FlexTensor, scale: f32) -> FlexTensor {
@@ -200,7 +212,7 @@ impl Backward<Flex, 1> for RopeBackward {
         let (cos, sin) = ops.state;
         let dy = dense(&grads.consume::<Flex>(&ops.node));
         if let [Some(p)] = ops.parents {
-            grads.register::<Flex>(p.id, rope_forward(&dy, &cos, &sin, -1.0));
+            grads.register::<Flex>(p.id, rope_forward(&dy, &cos, &sin, true));
         }
     }
 }
@@ -247,26 +259,22 @@ impl Backward<Flex, 3> for AttentionBackward {
 struct LinearBackward;
 
 impl Backward<Flex, 2> for LinearBackward {
-    /// Input `[rows, d_in]` and weight `[d_in, d_out]` (strided views).
-    type State = (FlexTensor, FlexTensor);
+    /// Input `[rows, d_in]`, kept when the weight needs a gradient, and weight `[d_in, d_out]`, kept when the
+    /// input needs one (strided views); and `[rows, d_in, d_out]`.
+    type State = (Option<FlexTensor>, Option<FlexTensor>, [usize; 3]);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (x, w) = ops.state;
+        let (x, w, [rows, d_in, d_out]) = ops.state;
         let dy = dense(&grads.consume::<Flex>(&ops.node));
-        let (rows, d_in, d_out) = (shape(&x)[0], shape(&w)[0], shape(&w)[1]);
         let dy_m = Mat::rows(f32s(&dy), rows, d_out);
         let [px, pw] = ops.parents;
-        if let Some(p) = px {
-            grads.register::<Flex>(
-                p.id,
-                from_vec(linear::backward_x(dy_m, mat(&w), rows, d_in, d_out), shape(&x)),
-            );
+        if let (Some(p), Some(w)) = (px, &w) {
+            let dx = linear::backward_x(dy_m, mat(w), rows, d_in, d_out);
+            grads.register::<Flex>(p.id, from_vec(dx, Shape::new([rows, d_in])));
         }
-        if let Some(p) = pw {
-            grads.register::<Flex>(
-                p.id,
-                from_vec(linear::backward_w(mat(&x), dy_m, rows, d_in, d_out), shape(&w)),
-            );
+        if let (Some(p), Some(x)) = (pw, &x) {
+            let dw = linear::backward_w(mat(x), dy_m, rows, d_in, d_out);
+            grads.register::<Flex>(p.id, from_vec(dw, Shape::new([d_in, d_out])));
         }
     }
 }
@@ -291,10 +299,12 @@ impl Backward<Flex, 1> for LogprobsBackward {
 
 impl<C: CheckpointStrategy> Fused for Autodiff<Flex, C> {
     fn linear(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        let (x_grad, w_grad) = (x.is_tracked(), weight.is_tracked());
         let (xp, wp) = (readable(x.primitive.clone()), readable(weight.primitive.clone()));
         let y = linear_forward(&xp, &wp);
+        let dims = [shape(&xp)[0], shape(&wp)[0], shape(&wp)[1]];
         match LinearBackward.prepare::<C>([x.node.clone(), weight.node.clone()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish((xp, wp), y),
+            OpsKind::Tracked(prep) => prep.finish((w_grad.then_some(xp), x_grad.then_some(wp), dims), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
     }
@@ -319,7 +329,7 @@ impl<C: CheckpointStrategy> Fused for Autodiff<Flex, C> {
 
     fn swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
         let (g, u) = (dense(&gate.primitive), dense(&up.primitive));
-        let h = from_vec(swiglu::forward(f32s(&g), f32s(&u)), shape(&g));
+        let h = swiglu_forward(&g, &u);
         match SwigluBackward.prepare::<C>([gate.node.clone(), up.node.clone()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish((g, u), h),
             OpsKind::UnTracked(prep) => prep.finish(h),
@@ -328,7 +338,7 @@ impl<C: CheckpointStrategy> Fused for Autodiff<Flex, C> {
 
     fn rope(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>) -> FloatTensor<Self> {
         let (cos, sin) = (dense(&cos.primitive), dense(&sin.primitive));
-        let y = rope_forward(&dense(&x.primitive), &cos, &sin, 1.0);
+        let y = rope_forward(&dense(&x.primitive), &cos, &sin, false);
         match RopeBackward.prepare::<C>([x.node.clone()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish((cos, sin), y),
             OpsKind::UnTracked(prep) => prep.finish(y),

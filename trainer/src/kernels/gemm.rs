@@ -21,10 +21,7 @@ impl<'a> Mat<'a> {
     /// # Panics
     /// When an addressed element lies outside `data`.
     pub fn new(data: &'a [f32], rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Self {
-        assert!(
-            last_index(rows, cols, row_stride, col_stride) < data.len().max(1),
-            "matrix view out of bounds"
-        );
+        let (row_stride, col_stride) = checked_view(data.len(), rows, cols, row_stride, col_stride);
         Self { data, rows, cols, row_stride, col_stride }
     }
 
@@ -62,14 +59,12 @@ impl<'a> MatMut<'a> {
     /// When an addressed element lies outside `data`, or when two elements would share memory (the strides
     /// must nest: one of them at least the extent of the other dimension).
     pub fn new(data: &'a mut [f32], rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Self {
-        assert!(
-            last_index(rows, cols, row_stride, col_stride) < data.len().max(1),
-            "matrix view out of bounds"
-        );
+        let (row_stride, col_stride) = checked_view(data.len(), rows, cols, row_stride, col_stride);
+        // Distinct elements: a dimension of extent ≤ 1 (its stride is then 0 and unused), or nested strides.
         let distinct = rows <= 1 && (cols <= 1 || col_stride >= 1)
             || cols <= 1 && row_stride >= 1
-            || col_stride >= 1 && row_stride >= cols * col_stride
-            || row_stride >= 1 && col_stride >= rows * row_stride;
+            || col_stride >= 1 && cols.checked_mul(col_stride).is_some_and(|extent| row_stride >= extent)
+            || row_stride >= 1 && rows.checked_mul(row_stride).is_some_and(|extent| col_stride >= extent);
         assert!(distinct, "writable matrix view with overlapping elements");
         Self { data, rows, cols, row_stride, col_stride }
     }
@@ -80,12 +75,29 @@ impl<'a> MatMut<'a> {
     }
 }
 
-/// Index of the last addressed element (0 for an empty view).
-fn last_index(rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> usize {
+/// Checks that every element of a `rows × cols` view lies inside a slice of `len` elements, without overflow,
+/// and returns the strides to use: a dimension of extent ≤ 1 never steps, so its stride becomes 0 (every
+/// stride handed to `gemm` is then at most `len`, far below `isize::MAX`).
+///
+/// # Panics
+/// When an element lies outside the slice.
+fn checked_view(
+    len: usize,
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+) -> (usize, usize) {
+    let row_stride = if rows <= 1 { 0 } else { row_stride };
+    let col_stride = if cols <= 1 { 0 } else { col_stride };
     if rows == 0 || cols == 0 {
-        return 0;
+        return (row_stride, col_stride);
     }
-    (rows - 1) * row_stride + (cols - 1) * col_stride
+    let last = (rows - 1)
+        .checked_mul(row_stride)
+        .and_then(|r| (cols - 1).checked_mul(col_stride).and_then(|c| r.checked_add(c)));
+    assert!(last.is_some_and(|last| last < len), "matrix view out of bounds");
+    (row_stride, col_stride)
 }
 
 /// `dst = scale · lhs · rhs`, or `dst += scale · lhs · rhs` with `accumulate`. `parallel` lets `gemm` split the
@@ -111,10 +123,10 @@ pub fn matmul(dst: MatMut<'_>, lhs: Mat<'_>, rhs: Mat<'_>, scale: f32, accumulat
         return;
     }
     let parallelism = if parallel { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
-    // SAFETY: the constructors checked that every element (i, j) of each view, at i·row_stride + j·col_stride,
-    // lies inside its slice, and that the elements of `dst` are distinct; `dst` is borrowed mutably and the
-    // inputs immutably, so they do not alias; the shapes were checked above. Strides fit in isize because they
-    // index a slice.
+    // SAFETY: the constructors checked (without overflow) that every element (i, j) of each non-empty view, at
+    // i·row_stride + j·col_stride, lies inside its slice, and that the elements of `dst` are distinct; `dst` is
+    // borrowed mutably and the inputs immutably, so they do not alias; the shapes were checked above (m, n, k > 0
+    // here, so no view is empty). Every stride is 0 or below its slice's length, so it fits in isize.
     unsafe {
         gemm::gemm(
             m,
@@ -158,9 +170,10 @@ pub fn product(lhs: Mat<'_>, rhs: Mat<'_>, parallel: bool) -> Vec<f32> {
     let mut out = Vec::<f32>::with_capacity(m * n);
     let parallelism = if parallel { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
     // SAFETY: `out` has capacity for m·n elements, addressed row-major (row stride n, column stride 1), all
-    // distinct. With `read_dst = false`, gemm assigns dst := lhs·rhs to every one of the m·n elements (k > 0)
-    // and never reads dst, so after the call all m·n elements are initialised and `set_len` exposes exactly
-    // those. The input views were bounds-checked when built and do not alias `out`, which is fresh.
+    // distinct. With `read_dst = false`, gemm 0.19 (pinned with `=`) assigns dst := lhs·rhs to every one of the
+    // m·n elements (k > 0) and never reads dst — in its blocked loop, its small-size kernels and its parallel
+    // split — so after the call all m·n elements are initialised and `set_len` exposes exactly those. The input
+    // views are non-empty (m, n, k > 0), were bounds-checked when built, and do not alias `out`, which is fresh.
     unsafe {
         gemm::gemm(
             m,
@@ -249,6 +262,19 @@ mod tests {
     fn a_view_past_its_slice_is_refused() {
         let a = vec![0.0; 5];
         let _ = Mat::rows(&a, 2, 3);
+    }
+
+    #[test]
+    #[should_panic(expected = "out of bounds")]
+    fn a_view_of_an_empty_slice_is_refused() {
+        let _ = Mat::new(&[], 1, 1, 0, 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "out of bounds")]
+    fn a_view_whose_extent_overflows_is_refused() {
+        let a = vec![0.0; 4];
+        let _ = Mat::new(&a, 2, 2, usize::MAX / 2 + 1, 1);
     }
 
     #[test]

@@ -5,9 +5,9 @@ use rayon::prelude::*;
 
 use super::rows_per_task;
 
-/// Applies (`sign = 1`) or undoes (`sign = -1`, the backward pass) the rotation. `x` is `[positions, heads, d]`
-/// row-major, `cos` and `sin` are `[positions, d]` (each half holding the same angles).
-pub fn rotate(x: &[f32], cos: &[f32], sin: &[f32], heads: usize, d: usize, sign: f32) -> Vec<f32> {
+/// Applies the rotation, or with `transpose` its transpose (the backward pass). `x` is `[positions, heads, d]`
+/// row-major, `cos` and `sin` are `[positions, d]`.
+pub fn rotate(x: &[f32], cos: &[f32], sin: &[f32], heads: usize, d: usize, transpose: bool) -> Vec<f32> {
     let half = d / 2;
     let row = heads * d;
     let mut y = vec![0f32; x.len()];
@@ -28,10 +28,16 @@ pub fn rotate(x: &[f32], cos: &[f32], sin: &[f32], heads: usize, d: usize, sign:
                     let (x1, x2) = x.split_at(half);
                     let (y1, y2) = y.split_at_mut(half);
                     for j in 0..half {
-                        // Forward: y1 = x1·c − x2·s, y2 = x2·c + x1·s; backward: the same with −s.
-                        let (sa, sb) = (sign * s[j], sign * s[j + half]);
-                        y1[j] = x1[j] * c[j] - x2[j] * sa;
-                        y2[j] = x2[j] * c[j + half] + x1[j] * sb;
+                        let (c1, c2, s1, s2) = (c[j], c[j + half], s[j], s[j + half]);
+                        if transpose {
+                            // dx1 = dy1·c1 + dy2·s2, dx2 = dy2·c2 − dy1·s1.
+                            y1[j] = x1[j] * c1 + x2[j] * s2;
+                            y2[j] = x2[j] * c2 - x1[j] * s1;
+                        } else {
+                            // y1 = x1·c1 − x2·s1, y2 = x2·c2 + x1·s2.
+                            y1[j] = x1[j] * c1 - x2[j] * s1;
+                            y2[j] = x2[j] * c2 + x1[j] * s2;
+                        }
                     }
                 }
             }
@@ -61,8 +67,8 @@ mod tests {
         let x: Vec<f32> = (0..pos * heads * d).map(|i| (i as f32 * 0.9).sin()).collect();
         let dy: Vec<f32> = (0..pos * heads * d).map(|i| (i as f32 * 0.4).cos()).collect();
         // <R x, dy> = <x, Rᵀ dy> for the linear map R.
-        let y = rotate(&x, &cos, &sin, heads, d, 1.0);
-        let dx = rotate(&dy, &cos, &sin, heads, d, -1.0);
+        let y = rotate(&x, &cos, &sin, heads, d, false);
+        let dx = rotate(&dy, &cos, &sin, heads, d, true);
         let lhs: f32 = y.iter().zip(&dy).map(|(a, b)| a * b).sum();
         let rhs: f32 = x.iter().zip(&dx).map(|(a, b)| a * b).sum();
         assert!((lhs - rhs).abs() < 1e-5);
