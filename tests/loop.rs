@@ -380,7 +380,8 @@ fn jobs_killed_with_the_server_resume_after_a_restart_and_no_acknowledged_rankin
     assert!(estimate.contains("total") && estimate.contains("LoRA r 4"), "{estimate}");
 
     // A reward-model job, killed with the server after its second checkpoint.
-    let rm_job = submit(&op, "train rm --steps 30 --batch 4 --max-tokens 48 --lr 3e-3 --checkpoint-every 2");
+    // Enough steps that the kill lands mid-run: with the CPU kernels a tiny step takes milliseconds.
+    let rm_job = submit(&op, "train rm --steps 200 --batch 4 --max-tokens 48 --lr 3e-3 --checkpoint-every 2");
     wait_step(&op, rm_job, 5, Duration::from_secs(300));
     let late = annotate(&ann, 1, Instant::now()); // nothing left to rank: the queue is empty
     assert!(late.is_empty());
@@ -403,10 +404,10 @@ fn jobs_killed_with_the_server_resume_after_a_restart_and_no_acknowledged_rankin
         .iter()
         .map(|p| p[0].as_f64().unwrap())
         .collect();
-    assert_eq!(steps, (1..=30).map(f64::from).collect::<Vec<_>>(), "one curve, each step once");
+    assert_eq!(steps, (1..=200).map(f64::from).collect::<Vec<_>>(), "one curve, each step once");
 
     // A PPO job, killed during its third iteration.
-    let ppo_job = submit(&op, &format!("train ppo --reward {rm} --steps 6 --batch 4 --lora 4 --max-new-tokens 6 --max-tokens 48 --checkpoint-every 1"));
+    let ppo_job = submit(&op, &format!("train ppo --reward {rm} --steps 40 --batch 4 --lora 4 --max-new-tokens 6 --max-tokens 48 --checkpoint-every 1"));
     wait_step(&op, ppo_job, 2, Duration::from_secs(300));
     kill(server);
     let server = start(d);
@@ -417,7 +418,7 @@ fn jobs_killed_with_the_server_resume_after_a_restart_and_no_acknowledged_rankin
     assert!(log.to_string().contains("resuming from the checkpoint at iteration"), "{log}");
 
     // A running job can be cancelled; its checkpoint stays for a later resume.
-    let long = submit(&op, "train rm --steps 500 --batch 4 --max-tokens 48 --checkpoint-every 1000");
+    let long = submit(&op, "train rm --steps 5000 --batch 4 --max-tokens 48 --checkpoint-every 1000");
     wait_step(&op, long, 1, Duration::from_secs(120));
     op.ok("cancel_job", &[("id", &long.to_string())]);
     let j = wait_job(&op, long, Duration::from_secs(120));
