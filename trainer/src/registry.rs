@@ -356,7 +356,9 @@ impl Registry {
                 why: format!("version {id:?} is a {}, not a reward model", v.kind),
             });
         }
-        Ok(io::reward::load_dir(&dir, device)?)
+        let loaded = io::reward::load_dir(&dir, device)?;
+        crate::alloc::release_free_memory(); // as in load_policy
+        Ok(loaded)
     }
 
     /// Exports version `id` as an HF directory at `target` (which must not exist or be empty).

@@ -122,20 +122,54 @@ pub fn matmul(dst: MatMut<'_>, lhs: Mat<'_>, rhs: Mat<'_>, scale: f32, accumulat
         }
         return;
     }
-    let parallelism = if parallel { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
     // SAFETY: the constructors checked (without overflow) that every element (i, j) of each non-empty view, at
     // i·row_stride + j·col_stride, lies inside its slice, and that the elements of `dst` are distinct; `dst` is
     // borrowed mutably and the inputs immutably, so they do not alias; the shapes were checked above (m, n, k > 0
-    // here, so no view is empty). Every stride is 0 or below its slice's length, so it fits in isize.
+    // here, so no view is empty).
+    unsafe {
+        raw_gemm(
+            dst.data.as_mut_ptr(),
+            dst.row_stride,
+            dst.col_stride,
+            accumulate,
+            lhs,
+            rhs,
+            scale,
+            parallel,
+        );
+    }
+}
+
+/// The one call into `gemm`: `dst = scale · lhs · rhs` (`+= ` with `read_dst`), `dst` addressed as
+/// `dst[i · dst_row_stride + j · dst_col_stride]` for the `lhs.rows × rhs.cols` product.
+///
+/// # Safety
+/// `lhs.cols == rhs.rows` and all three extents are > 0; every addressed `dst` element is inside one allocation
+/// that nothing else accesses during the call, no two share memory, and they are initialised when `read_dst`.
+/// The strides fit in `isize` (views built by [`Mat::new`] / [`MatMut::new`] have strides 0 or below their
+/// slice's length).
+#[allow(clippy::too_many_arguments)]
+unsafe fn raw_gemm(
+    dst: *mut f32,
+    dst_row_stride: usize,
+    dst_col_stride: usize,
+    read_dst: bool,
+    lhs: Mat<'_>,
+    rhs: Mat<'_>,
+    scale: f32,
+    parallel: bool,
+) {
+    let parallelism = if parallel { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    // SAFETY: the caller's contract above; the input views were bounds-checked when built.
     unsafe {
         gemm::gemm(
-            m,
-            n,
-            k,
-            dst.data.as_mut_ptr(),
-            dst.col_stride as isize,
-            dst.row_stride as isize,
-            accumulate,
+            lhs.rows,
+            rhs.cols,
+            lhs.cols,
+            dst,
+            dst_col_stride as isize,
+            dst_row_stride as isize,
+            read_dst,
             lhs.data.as_ptr(),
             lhs.col_stride as isize,
             lhs.row_stride as isize,
@@ -168,34 +202,13 @@ pub fn product(lhs: Mat<'_>, rhs: Mat<'_>, parallel: bool) -> Vec<f32> {
         return vec![0.0; m * n];
     }
     let mut out = Vec::<f32>::with_capacity(m * n);
-    let parallelism = if parallel { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
     // SAFETY: `out` has capacity for m·n elements, addressed row-major (row stride n, column stride 1), all
     // distinct. With `read_dst = false`, gemm 0.19 (pinned with `=`) assigns dst := lhs·rhs to every one of the
     // m·n elements (k > 0) and never reads dst — in its blocked loop, its small-size kernels and its parallel
     // split — so after the call all m·n elements are initialised and `set_len` exposes exactly those. The input
     // views are non-empty (m, n, k > 0), were bounds-checked when built, and do not alias `out`, which is fresh.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            lhs.data.as_ptr(),
-            lhs.col_stride as isize,
-            lhs.row_stride as isize,
-            rhs.data.as_ptr(),
-            rhs.col_stride as isize,
-            rhs.row_stride as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
+        raw_gemm(out.as_mut_ptr(), n, 1, false, lhs, rhs, 1.0, parallel);
         out.set_len(m * n);
     }
     out
