@@ -229,6 +229,16 @@ fn rankings_over_http_drive_the_loop_to_a_promoted_policy_that_exports_serves_an
     ] {
         assert!(files.contains(&f), "{f} in {files:?}");
     }
+    // The dashboard takes a command line as a shell does: a quoted reason is one word.
+    let quoted = submit(&op, &format!(r#"bundle {policy} --name reviewed --override "reviewed by legal""#));
+    let j = wait_job(&op, quoted, Duration::from_secs(120));
+    assert_eq!(j["state"], "done", "{j}");
+    assert_eq!(
+        j["command"],
+        format!("bundle {policy} --name reviewed --override 'reviewed by legal'"),
+        "{j}"
+    );
+    assert_eq!(op.get("/api/exports/reviewed/manifest.json").0, 200);
     assert_eq!(a1.get("/api/exports/release-1/manifest.json").0, 403);
     assert_eq!(op.get("/api/exports/release-1/..%2F..%2Fstore%2Fdb").0, 404);
     let (status, rankings) = op.get("/api/exports/release-1/data/rankings.jsonl");

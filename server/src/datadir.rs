@@ -77,6 +77,55 @@ impl DataDir {
     }
 }
 
+/// The exports directory of a data directory.
+pub fn exports_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("exports")
+}
+
+/// Every file under `dir`, relative to `root`.
+pub fn files_under(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.is_dir() {
+            files_under(root, &p, out)?;
+        } else {
+            out.push(p.strip_prefix(root).expect("under root").to_path_buf());
+        }
+    }
+    Ok(())
+}
+
+/// Every bundle (name, files relative to it), by name.
+pub fn bundles(data_dir: &Path) -> Vec<(String, Vec<String>)> {
+    let root = exports_dir(data_dir);
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(&root) else { return out };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !types::names::safe_name(&name) || !e.path().is_dir() {
+            continue;
+        }
+        let mut files = Vec::new();
+        if files_under(&e.path(), &e.path(), &mut files).is_ok() {
+            let mut files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            files.sort();
+            out.push((name, files));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The file `rel` of bundle `name`, if it exists inside the exports directory (no `..`, no links out).
+pub fn resolve(data_dir: &Path, name: &str, rel: &str) -> Option<PathBuf> {
+    if !types::names::safe_name(name) || rel.split('/').any(|c| !types::names::safe_name(c)) {
+        return None;
+    }
+    let root = exports_dir(data_dir).canonicalize().ok()?;
+    let path = root.join(name).join(rel).canonicalize().ok()?;
+    (path.starts_with(&root) && path.is_file()).then_some(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +140,27 @@ mod tests {
         assert!(msg.contains(&std::process::id().to_string()), "{msg}");
         drop(first);
         DataDir::lock(dir.path()).expect("lock is free again after drop");
+    }
+}
+
+#[cfg(test)]
+mod export_tests {
+    use super::*;
+
+    #[test]
+    fn names_and_paths_cannot_leave_the_exports_directory() {
+        assert!(types::names::safe_name("policy-v2.1_x"));
+        for bad in ["", "..", ".hidden", "a/b", "a\\b", "x y", "ü"] {
+            assert!(!types::names::safe_name(bad), "{bad:?}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("exports/b/model")).unwrap();
+        std::fs::write(dir.path().join("exports/b/model/config.json"), "{}").unwrap();
+        std::fs::write(dir.path().join("secret"), "x").unwrap();
+        assert!(resolve(dir.path(), "b", "model/config.json").is_some());
+        assert!(resolve(dir.path(), "b", "../../secret").is_none());
+        assert!(resolve(dir.path(), "..", "secret").is_none());
+        assert!(resolve(dir.path(), "b", "model").is_none(), "directories are not files");
+        assert_eq!(bundles(dir.path()), vec![("b".to_string(), vec!["model/config.json".to_string()])]);
     }
 }

@@ -145,25 +145,7 @@ impl Store {
         if current.ranking_id.is_some() {
             return Err(reject(format!("prompt {prompt_id} was already submitted")));
         }
-        match &j.skipped {
-            Some(reason) if reason.trim().is_empty() => return Err(reject("a skip needs a reason".into())),
-            Some(_) if !j.tiers.is_empty() => {
-                return Err(reject("a skipped item cannot also be ranked".into()))
-            }
-            Some(_) => {}
-            None => {
-                let mut given: Vec<u64> = j.tiers.iter().flatten().copied().collect();
-                given.sort_unstable();
-                let mut expected = current.order.clone();
-                expected.sort_unstable();
-                if given != expected {
-                    return Err(reject("the ranking must place every candidate exactly once".into()));
-                }
-                if j.tiers.iter().any(Vec::is_empty) {
-                    return Err(reject("a rank tier is empty".into()));
-                }
-            }
-        }
+        check_judgement(j, &current.order).map_err(reject)?;
         let now = now_ms();
         let ranking = Ranking {
             id: self.new_id()?,
@@ -247,5 +229,28 @@ mod tests {
         let mut sorted = a.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, ids);
+    }
+}
+
+/// Whether `j` is a complete judgement of an item with candidates `order`: a skip with a reason and no ranking,
+/// or tiers that place every candidate exactly once, none empty.
+fn check_judgement(j: &Judgement, order: &[u64]) -> Result<(), String> {
+    match &j.skipped {
+        Some(reason) if reason.trim().is_empty() => Err("a skip needs a reason".into()),
+        Some(_) if !j.tiers.is_empty() => Err("a skipped item cannot also be ranked".into()),
+        Some(_) => Ok(()),
+        None => {
+            let mut given: Vec<u64> = j.tiers.iter().flatten().copied().collect();
+            given.sort_unstable();
+            let mut expected = order.to_vec();
+            expected.sort_unstable();
+            if given != expected {
+                return Err("the ranking must place every candidate exactly once".into());
+            }
+            if j.tiers.iter().any(Vec::is_empty) {
+                return Err("a rank tier is empty".into());
+            }
+            Ok(())
+        }
     }
 }

@@ -7,39 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::{abort, decode, encode, key, now_ms, pair_key, trees, tx_err, Store, StoreError};
 use sled::Transactional;
 
-/// Where a job is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobState {
-    /// Waiting for the training thread.
-    Queued,
-    /// On the training thread now.
-    Running,
-    /// Finished; `result` holds what it produced.
-    Done,
-    /// Stopped by an error; `error` says why.
-    Failed,
-    /// Stopped by an operator.
-    Cancelled,
-}
-
-impl JobState {
-    /// Whether the job will not change any more.
-    pub fn is_final(self) -> bool {
-        matches!(self, Self::Done | Self::Failed | Self::Cancelled)
-    }
-
-    /// The lower-case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Running => "running",
-            Self::Done => "done",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-}
+pub use types::{JobResult, JobState};
 
 /// One job.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -69,9 +37,9 @@ pub struct Job {
     /// Why it failed.
     #[serde(default)]
     pub error: Option<String>,
-    /// What it produced (`{"version": …, "metrics": {…}}`).
+    /// What it produced.
     #[serde(default)]
-    pub result: Option<serde_json::Value>,
+    pub result: Option<JobResult>,
     /// An operator asked to cancel it; the training thread stops it at the next step.
     #[serde(default)]
     pub cancel_requested: bool,

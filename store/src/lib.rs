@@ -3,6 +3,7 @@
 //! migrations, and makes every multi-tree write one transaction that is **flushed to disk before it returns** —
 //! callers acknowledge a write only after that.
 
+pub mod abtest;
 pub mod agreement;
 pub mod annotation;
 mod durability;
@@ -10,7 +11,9 @@ pub mod export;
 pub mod import;
 pub mod jobs;
 pub mod keys;
+pub mod loop_docs;
 pub mod model;
+pub mod probes;
 mod schema;
 
 use std::path::Path;

@@ -5,7 +5,7 @@ use sled::{Db, Tree};
 use crate::StoreError;
 
 /// The version this build writes.
-pub const CURRENT: u64 = 2;
+pub const CURRENT: u64 = 3;
 
 const KEY: &[u8] = b"schema_version";
 
@@ -23,6 +23,9 @@ const MIGRATIONS: [Migration; CURRENT as usize] = [
     |_db| Ok(()),
     // 1 → 2: per-prompt assignment counters, so handing out an item no longer scans every assignment.
     count_assignments,
+    // 2 → 3: the loop's documents and job results are typed (`types`): each is read back through its type and
+    // rewritten; a job result that no longer parses is dropped (its log keeps what it said).
+    typed_documents,
 ];
 
 fn count_assignments(db: &Db) -> Result<(), StoreError> {
@@ -38,6 +41,42 @@ fn count_assignments(db: &Db) -> Result<(), StoreError> {
     }
     for (prompt, n) in per_prompt {
         counts.insert(prompt, &n.to_be_bytes())?;
+    }
+    Ok(())
+}
+
+fn typed_documents(db: &Db) -> Result<(), StoreError> {
+    let meta = db.open_tree(crate::trees::META)?;
+    // Each loop document is rewritten through its type (fields added since it was saved get their defaults).
+    // An unreadable one stays as it is: readers refuse it (the loop stays paused) and an operator's next save
+    // replaces it.
+    fn retype<T: serde::Serialize + serde::de::DeserializeOwned>(
+        meta: &Tree,
+        name: &str,
+    ) -> Result<(), StoreError> {
+        if let Some(v) = meta.get(name.as_bytes())? {
+            if let Ok(doc) = serde_json::from_slice::<T>(&v) {
+                meta.insert(name.as_bytes(), serde_json::to_vec(&doc).expect("json"))?;
+            }
+        }
+        Ok(())
+    }
+    retype::<types::LoopSettings>(&meta, crate::loop_docs::LOOP_SETTINGS)?;
+    retype::<types::LoopState>(&meta, crate::loop_docs::LOOP_STATE)?;
+    let jobs = db.open_tree(crate::trees::JOBS)?;
+    for r in jobs.iter() {
+        let (k, v) = r?;
+        let mut job: serde_json::Value = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+            tree: crate::trees::JOBS,
+            key: format!("{k:?}"),
+            why: e.to_string(),
+        })?;
+        let Some(result) = job.get_mut("result") else { continue };
+        if result.is_null() || serde_json::from_value::<types::JobResult>(result.clone()).is_ok() {
+            continue;
+        }
+        *result = serde_json::Value::Null;
+        jobs.insert(k, serde_json::to_vec(&job).expect("json"))?;
     }
     Ok(())
 }

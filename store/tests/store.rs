@@ -53,7 +53,7 @@ fn the_schema_version_is_recorded_and_a_newer_one_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     {
         let s = Store::open(dir.path()).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 2);
+        assert_eq!(s.schema_version().unwrap(), 3);
     }
     {
         let db = store::open_db(dir.path()).unwrap();
@@ -61,7 +61,7 @@ fn the_schema_version_is_recorded_and_a_newer_one_is_refused() {
         db.flush().unwrap();
     }
     let err = Store::open(dir.path()).unwrap_err();
-    assert!(matches!(err, StoreError::TooNew { found: 99, supported: 2 }), "{err}");
+    assert!(matches!(err, StoreError::TooNew { found: 99, supported: 3 }), "{err}");
 }
 
 #[test]
@@ -202,8 +202,56 @@ fn migrating_a_version_1_store_rebuilds_the_assignment_counters() {
         db.flush().unwrap();
     }
     let s = Store::open(dir.path()).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 2);
+    assert_eq!(s.schema_version().unwrap(), 3);
     let c = s.add_user("c", Role::Annotator, "h", "t").unwrap().id;
     assert!(s.next_assignment(c, 2).unwrap().is_none(), "the item already has its two annotators");
     assert!(s.next_assignment(a, 2).unwrap().is_some() && s.next_assignment(b, 2).unwrap().is_some());
+}
+
+#[test]
+fn migrating_a_version_2_store_types_the_loop_documents_and_job_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, legacy) = {
+        let s = Store::open(dir.path()).unwrap();
+        let good = s.enqueue_job(vec!["eval".into(), "rm".into()], "eval rm", "loop").unwrap().id;
+        let legacy = s.enqueue_job(vec!["x".into()], "x", "loop").unwrap().id;
+        (good, legacy)
+    };
+    {
+        // What version 2 wrote: results and loop documents as free JSON (an old settings document lacks the
+        // fields added later; one job's result has a kind no type knows).
+        let db = store::open_db(dir.path()).unwrap();
+        let jobs = db.open_tree("jobs").unwrap();
+        for (id, result) in [
+            (
+                good,
+                serde_json::json!({"version": "rm-1", "kind": "evaluation", "metrics": {"accuracy": 0.75, "x": null}}),
+            ),
+            (legacy, serde_json::json!({"version": "v", "kind": "something-else"})),
+        ] {
+            let mut job: serde_json::Value =
+                serde_json::from_slice(&jobs.get(store::key(id)).unwrap().unwrap()).unwrap();
+            job["result"] = result;
+            jobs.insert(store::key(id), serde_json::to_vec(&job).unwrap()).unwrap();
+        }
+        let meta = db.open_tree("meta").unwrap();
+        let old_settings = serde_json::json!({"paused": false, "rm_after": 7, "method": "dpo", "rm_options": "",
+            "policy_options": "", "eval_options": "", "rm_tolerance": 0.0, "kl_budget": 3.0, "min_win_rate": 0.5,
+            "resample": 1});
+        meta.insert("loop_settings", serde_json::to_vec(&old_settings).unwrap()).unwrap();
+        meta.insert(b"schema_version", &2u64.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.schema_version().unwrap(), 3);
+    let r = s.job(good).unwrap().unwrap().result.unwrap();
+    assert_eq!(
+        (r.version.as_str(), r.kind, r.metric("accuracy")),
+        ("rm-1", types::ResultKind::Evaluation, Some(0.75))
+    );
+    assert!(r.metrics["x"].is_nan(), "a null metric reads back as NaN");
+    assert_eq!(s.job(legacy).unwrap().unwrap().result, None, "an unknown result is dropped, the job stays");
+    let settings = s.loop_settings().unwrap();
+    assert_eq!((settings.rm_after, settings.method), (7, types::Method::Dpo));
+    assert_eq!(settings.ab_wait_hours, 24.0, "fields added later get their defaults");
 }

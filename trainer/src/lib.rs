@@ -25,6 +25,7 @@ pub mod rm;
 pub mod rm_train;
 pub mod rng;
 pub mod sft;
+pub mod stages;
 pub mod testing;
 pub mod tokenizer;
 pub mod train;

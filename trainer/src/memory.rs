@@ -126,6 +126,99 @@ pub fn pick_micro_batch(input: &PlanInput, budget_bytes: usize, max: usize) -> O
         .find(|&mb| estimate(&PlanInput { micro_batch: mb, ..input.clone() }).total <= budget_bytes)
 }
 
+/// The memory budget: `mb` MiB when given, else 80% of the memory available now (Linux `MemAvailable`).
+pub fn budget_bytes(mb: Option<usize>) -> Option<usize> {
+    if let Some(mb) = mb {
+        return Some(mb << 20);
+    }
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: usize =
+        info.lines().find(|l| l.starts_with("MemAvailable:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024 / 10 * 8)
+}
+
+/// Bytes as MiB with one decimal (`12.5 MiB`).
+pub fn mib(b: usize) -> String {
+    format!("{:.1} MiB", b as f64 / (1 << 20) as f64)
+}
+
+/// "weights …, gradients …, optimizer …, activations …, total …".
+pub fn describe(e: &Estimate) -> String {
+    format!(
+        "weights {}, gradients {}, optimizer {}, activations {}, total {}",
+        mib(e.weights),
+        mib(e.gradients),
+        mib(e.optimizer),
+        mib(e.activations),
+        mib(e.total)
+    )
+}
+
+/// Why no micro-batch fits.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("even one sequence of {seq_len} tokens needs about {} but the budget is {}: use --lora, a smaller --max-tokens or a larger --memory-budget-mb", mib(*.needs), mib(*.budget))]
+pub struct TooLarge {
+    /// Tokens per sequence.
+    pub seq_len: usize,
+    /// Bytes one sequence needs.
+    pub needs: usize,
+    /// The budget.
+    pub budget: usize,
+}
+
+/// The micro-batch in items of `seqs_per_item` sequences: `fixed`, or (None) the largest one whose estimate
+/// fits `budget` (everything when there is no budget to go by); at most `items`.
+pub fn fit_micro_batch(
+    fixed: Option<usize>,
+    budget: Option<usize>,
+    input: &PlanInput,
+    items: usize,
+    seqs_per_item: usize,
+) -> Result<usize, TooLarge> {
+    let micro = match (fixed, budget) {
+        (Some(m), _) => m,
+        (None, Some(b)) => match pick_micro_batch(input, b, items * seqs_per_item) {
+            Some(seqs) => (seqs / seqs_per_item).max(1),
+            None => return Err(TooLarge { seq_len: input.seq_len, needs: estimate(input).total, budget: b }),
+        },
+        (None, None) => items,
+    };
+    Ok(micro.min(items))
+}
+
+/// What PPO holds besides the actor's training state (`actor`, the estimate of one minibatch of it): the
+/// critic's trainable state and activations (its own weights too with full fine-tuning), a reference copy of
+/// the policy with full fine-tuning (with adapters the frozen base is the reference), and the reward model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PpoEstimate {
+    /// The actor (policy) in training.
+    pub actor: usize,
+    /// The critic.
+    pub critic: usize,
+    /// The reference policy (0: shared with the actor's frozen base).
+    pub reference: usize,
+    /// The reward model.
+    pub reward: usize,
+    /// Everything.
+    pub total: usize,
+}
+
+/// PPO's memory from the actor's estimate, whether actor and critic are adapters on one frozen base, and the
+/// reward model's parameter count (f32).
+pub fn ppo_estimate(actor: &Estimate, adapters: bool, reward_params: usize) -> PpoEstimate {
+    let reference = if adapters { 0 } else { actor.weights };
+    let critic =
+        actor.gradients + actor.optimizer + actor.activations + if adapters { 0 } else { actor.weights };
+    let reward = reward_params * 4;
+    PpoEstimate {
+        actor: actor.total,
+        critic,
+        reference,
+        reward,
+        total: actor.total + critic + reference + reward,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

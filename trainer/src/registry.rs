@@ -9,6 +9,7 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
+pub use types::VersionKind;
 
 use crate::io::{self, LoadError, LoadedModel};
 
@@ -55,8 +56,8 @@ pub struct ModelVersion {
     pub id: String,
     /// What the files are.
     pub format: Format,
-    /// `policy`, `reward_model`, … (imports are policies).
-    pub kind: String,
+    /// A policy or a reward model (imports are policies).
+    pub kind: VersionKind,
     /// Where it came from: the imported path, or the training run that made it.
     pub source: String,
     /// Parent versions (empty for imports).
@@ -77,8 +78,8 @@ pub struct ModelVersion {
 pub struct Trained {
     /// The new version's id.
     pub id: String,
-    /// `policy` or `reward_model`.
-    pub kind: String,
+    /// A policy or a reward model.
+    pub kind: VersionKind,
     /// The versions it was trained from.
     pub parents: Vec<String>,
     /// Number of parameters.
@@ -134,10 +135,7 @@ pub fn slug(name: &str) -> String {
 }
 
 fn check_id(id: &str) -> Result<(), RegistryError> {
-    let ok = !id.is_empty()
-        && !id.starts_with('.')
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_');
-    if ok {
+    if types::names::safe_name(id) {
         Ok(())
     } else {
         Err(RegistryError::BadId(id.into()))
@@ -280,7 +278,7 @@ impl Registry {
             let version = ModelVersion {
                 id: id.clone(),
                 format,
-                kind: "policy".into(),
+                kind: VersionKind::Policy,
                 source: source.display().to_string(),
                 parents: Vec::new(),
                 num_params: config.num_params(),
@@ -350,7 +348,7 @@ impl Registry {
     ) -> Result<(crate::rm::RewardModel<B>, crate::tokenizer::TextTokenizer), RegistryError> {
         let v = self.get(id)?;
         let dir = self.model_path(&v);
-        if v.kind != "reward_model" || !io::reward::is_reward_dir(&dir) {
+        if v.kind != VersionKind::RewardModel || !io::reward::is_reward_dir(&dir) {
             return Err(RegistryError::Manifest {
                 path: dir.join(MANIFEST).display().to_string(),
                 why: format!("version {id:?} is a {}, not a reward model", v.kind),

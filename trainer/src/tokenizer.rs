@@ -33,6 +33,12 @@ impl ChatMessage {
     }
 }
 
+/// What a model without a chat template is given of a conversation: the last user message (or, without one,
+/// the last message).
+pub fn plain_prompt(messages: &[ChatMessage]) -> &str {
+    messages.iter().rev().find(|m| m.role == "user").or(messages.last()).map_or("", |m| &m.content)
+}
+
 /// A tokenizer with the model's special tokens and chat template.
 #[derive(Clone)]
 pub struct TextTokenizer {
@@ -159,6 +165,27 @@ impl TextTokenizer {
     pub fn chat_prompt(&self, user: &str) -> Result<Vec<u32>, TokenizerError> {
         let text = self.apply_chat_template(&[ChatMessage::new("user", user)], true)?;
         self.encode(&text, false)
+    }
+
+    /// The one way a conversation becomes the policy's input, for training data, candidates and serving alike:
+    /// the chat template with the assistant turn opened, or — for a base model without a template, or a
+    /// conversation its template refuses — the plain text of [`plain_prompt`] with the tokenizer's special
+    /// tokens. Empty when the messages encode to nothing.
+    pub fn encode_chat(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, TokenizerError> {
+        match self.apply_chat_template(messages, true) {
+            Ok(text) => self.encode(&text, false),
+            Err(_) => self.encode(plain_prompt(messages), true),
+        }
+    }
+
+    /// The end-of-turn id: the tokenizer's EOS token, else the model config's first EOS id.
+    pub fn eos(&self, config_eos: &[u32]) -> Option<u32> {
+        self.eos_id().or(config_eos.first().copied())
+    }
+
+    /// The id that pads batches: the end-of-turn id (0 when there is none).
+    pub fn pad_id(&self, config_eos: &[u32]) -> u32 {
+        self.eos(config_eos).unwrap_or(0)
     }
 
     /// `tokenizer_config.json` for export (special tokens, chat template, tokenizer class).

@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use crate::api::jobs::Chart;
+use types::views::Chart;
 
 /// Colours of successive lines.
 const COLOURS: [&str; 4] = ["#3558d6", "#d2691e", "#2e8b57", "#8b3a8b"];
@@ -126,7 +126,7 @@ pub fn LineChart(chart: Chart) -> impl IntoView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::jobs::Series;
+    use types::views::Series;
 
     #[test]
     fn points_span_the_plot_area_and_labels_are_short() {

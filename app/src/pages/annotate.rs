@@ -166,31 +166,10 @@ fn ItemView(
     };
 
     let on_key = move |ev: leptos::ev::KeyboardEvent| {
-        let key = ev.key();
-        let pos = focused.get_untracked();
-        let target_focus = |p: usize| focus_card(p);
-        match key.as_str() {
-            "ArrowUp" if pos > 0 => {
-                order.update(|o| o.move_to(pos, pos - 1));
-                focused.set(pos - 1);
-                target_focus(pos - 1);
-            }
-            "ArrowDown" if pos + 1 < n => {
-                order.update(|o| o.move_to(pos, pos + 1));
-                focused.set(pos + 1);
-                target_focus(pos + 1);
-            }
-            "t" | "=" => order.update(|o| o.toggle_tie(pos)),
-            "Enter" => send(None),
-            k if k.len() == 1 && k.chars().all(|c| c.is_ascii_digit()) => {
-                let rank: usize = k.parse().unwrap_or(0);
-                if (1..=n).contains(&rank) {
-                    order.update(|o| o.move_to(pos, rank - 1));
-                    focused.set(rank - 1);
-                    target_focus(rank - 1);
-                }
-            }
-            _ => return,
+        if ev.key() == "Enter" {
+            send(None);
+        } else if !reorder_by_key(&ev.key(), n, order, focused) {
+            return;
         }
         ev.prevent_default();
     };
@@ -230,21 +209,7 @@ fn ItemView(
                         }
                     }/>
             </ol>
-            <fieldset class="flags">
-                <legend>"Flags"</legend>
-                {FLAGS.iter().map(|(value, label)| {
-                    let value = value.to_string();
-                    let v2 = value.clone();
-                    view! {
-                        <label><input type="checkbox" class="flag" data-flag=value.clone()
-                            prop:checked=move || flags.get().contains(&v2)
-                            on:change=move |ev| {
-                                let on = event_target_checked(&ev);
-                                flags.update(|f| { f.retain(|x| x != &value); if on { f.push(value.clone()); } });
-                            }/>{*label}</label>
-                    }
-                }).collect_view()}
-            </fieldset>
+            <FlagBoxes flags/>
             <label class="better">"Write a better answer (optional)"
                 <textarea id="better-answer" prop:value=better on:input=move |ev| better.set(event_target_value(&ev))></textarea>
             </label>
@@ -260,6 +225,51 @@ fn ItemView(
             <p id="annotate-error" class="error" role="alert">{move || error.get()}</p>
         </article>
     }
+}
+
+/// The flag checkboxes of an item.
+#[component]
+fn FlagBoxes(flags: RwSignal<Vec<String>>) -> impl IntoView {
+    view! {
+        <fieldset class="flags">
+            <legend>"Flags"</legend>
+            {FLAGS.iter().map(|(value, label)| {
+                let value = value.to_string();
+                let v2 = value.clone();
+                view! {
+                    <label><input type="checkbox" class="flag" data-flag=value.clone()
+                        prop:checked=move || flags.get().contains(&v2)
+                        on:change=move |ev| {
+                            let on = event_target_checked(&ev);
+                            flags.update(|f| { f.retain(|x| x != &value); if on { f.push(value.clone()); } });
+                        }/>{*label}</label>
+                }
+            }).collect_view()}
+        </fieldset>
+    }
+}
+
+/// Applies a ranking key (↑/↓ move, 1–n rank, t or = tie) to the focused card; false when `key` is not one.
+fn reorder_by_key(key: &str, n: usize, order: RwSignal<Order>, focused: RwSignal<usize>) -> bool {
+    let pos = focused.get_untracked();
+    let move_to = |to: usize| {
+        order.update(|o| o.move_to(pos, to));
+        focused.set(to);
+        focus_card(to);
+    };
+    match key {
+        "ArrowUp" if pos > 0 => move_to(pos - 1),
+        "ArrowDown" if pos + 1 < n => move_to(pos + 1),
+        "t" | "=" => order.update(|o| o.toggle_tie(pos)),
+        k if k.len() == 1 && k.chars().all(|c| c.is_ascii_digit()) => {
+            let rank: usize = k.parse().unwrap_or(0);
+            if (1..=n).contains(&rank) {
+                move_to(rank - 1);
+            }
+        }
+        _ => return false,
+    }
+    true
 }
 
 /// Moves keyboard focus to the card at `pos` after the list re-renders.

@@ -9,10 +9,14 @@ use crate::{
         auth::{whoami, Me},
         jobs::{
             cancel_job, estimate_job, load_dashboard, load_job, pause_loop, promote, rollback, set_loop,
-            submit_job, Dashboard, JobView, LoopSettings, VersionView,
+            submit_job,
         },
     },
     components::chart::LineChart,
+};
+use types::{
+    views::{Dashboard, JobDetail, JobView, VersionView},
+    LoopSettings, VersionKind,
 };
 
 /// Job kinds an operator can start, with their default options (`{rm}`, `{policy}`: the accepted reward model
@@ -92,18 +96,7 @@ fn Training(me: Me) -> impl IntoView {
         },
     );
     Effect::new(move |_| listen(live));
-    // When a job changes state, the versions, charts and decisions change too: reload them.
-    Effect::new(move |prev: Option<Vec<(u64, String)>>| {
-        let states: Vec<(u64, String)> =
-            live.get().unwrap_or_default().iter().map(|j| (j.id, j.state.clone())).collect();
-        if prev.as_ref().is_some_and(|p| *p != states) {
-            data.refetch();
-            if selected.get_untracked().is_some() {
-                detail.refetch();
-            }
-        }
-        states
-    });
+    reload_on_state_change(live, data, detail, selected);
     let jobs =
         move || live.get().or_else(|| data.get().and_then(|r| r.ok()).map(|d| d.jobs)).unwrap_or_default();
     // Starting a job: check and estimate first, then start.
@@ -117,7 +110,6 @@ fn Training(me: Me) -> impl IntoView {
         options.set(fill(template, d.as_ref()));
         estimate.set(None);
     });
-    let command = move || format!("{} {}", kind.get_untracked(), options.get_untracked());
     let check = Action::new(move |c: &String| estimate_job(c.clone()));
     Effect::new(move |_| {
         if let Some(r) = check.value().get() {
@@ -139,39 +131,15 @@ fn Training(me: Me) -> impl IntoView {
         }
     });
     let cancel = Action::new(move |id: &u64| cancel_job(csrf.get_value(), *id));
-    Effect::new(move |_| {
-        if let Some(r) = cancel.value().get() {
-            message.set(r.map(|j| format!("Job {}: {}", j.id, j.message)).unwrap_or_else(clean));
-        }
-    });
+    announce(cancel, message, None, |j| format!("Job {}: {}", j.id, j.message));
     let promote_action = Action::new(move |v: &String| promote(csrf.get_value(), v.clone()));
-    Effect::new(move |_| {
-        if let Some(r) = promote_action.value().get() {
-            message.set(r.map(|_| "Promoted.".to_string()).unwrap_or_else(clean));
-            data.refetch();
-        }
-    });
+    announce(promote_action, message, Some(data), |_| "Promoted.".to_string());
     let rollback_action = Action::new(move |_: &()| rollback(csrf.get_value()));
-    Effect::new(move |_| {
-        if let Some(r) = rollback_action.value().get() {
-            message.set(r.map(|p| format!("Rolled back: {p} is the current policy.")).unwrap_or_else(clean));
-            data.refetch();
-        }
-    });
+    announce(rollback_action, message, Some(data), |p| format!("Rolled back: {p} is the current policy."));
     let save = Action::new(move |s: &LoopSettings| set_loop(csrf.get_value(), s.clone()));
+    announce(save, message, Some(data), |_| "Loop settings saved.".to_string());
     let pause = Action::new(move |p: &bool| pause_loop(csrf.get_value(), *p));
-    Effect::new(move |_| {
-        if let Some(r) = pause.value().get() {
-            message.set(r.map(|_| "Loop state saved.".to_string()).unwrap_or_else(clean));
-            data.refetch();
-        }
-    });
-    Effect::new(move |_| {
-        if let Some(r) = save.value().get() {
-            message.set(r.map(|_| "Loop settings saved.".to_string()).unwrap_or_else(clean));
-            data.refetch();
-        }
-    });
+    announce(pause, message, Some(data), |_| "Loop state saved.".to_string());
     let export = move |v: String| {
         start.dispatch(format!("bundle {v}"));
     };
@@ -187,24 +155,7 @@ fn Training(me: Me) -> impl IntoView {
                 })}
             </Transition>
 
-            <h2>"Start a job"</h2>
-            <div class="actions">
-                <select id="job-kind" on:change=move |ev| kind.set(event_target_value(&ev)) prop:value=move || kind.get()>
-                    {KINDS.iter().map(|(k, _)| view! { <option value=*k>{*k}</option> }).collect_view()}
-                </select>
-                <input id="job-options" prop:value=move || options.get()
-                    on:input=move |ev| { options.set(event_target_value(&ev)); estimate.set(None); }/>
-                <button id="job-estimate" class="secondary" on:click=move |_| { check.dispatch(command()); }>"Check and estimate"</button>
-                <button id="job-start" disabled=move || !matches!(estimate.get(), Some(Ok(_)))
-                    on:click=move |_| { start.dispatch(command()); }>"Start"</button>
-            </div>
-            <p id="job-estimate-text" class=move || if matches!(estimate.get(), Some(Err(_))) { "error" } else { "hint" }>
-                {move || match estimate.get() {
-                    None => "Check the command to see its memory estimate before starting it.".to_string(),
-                    Some(Ok(e)) => format!("Memory estimate: {e}"),
-                    Some(Err(e)) => e,
-                }}
-            </p>
+            <Launcher kind options estimate check start/>
 
             <h2>"Jobs"</h2>
             <table id="jobs">
@@ -216,45 +167,135 @@ fn Training(me: Me) -> impl IntoView {
                 </tbody>
             </table>
 
-            <Transition fallback=|| ()>
-                {move || detail.get().map(|r| match r {
-                    Ok(Some(d)) => view! {
-                        <section id="job-detail" data-job-id=d.job.id>
-                            <h2>"Job " {d.job.id} ": " {d.job.command.clone()}</h2>
-                            {d.job.error.clone().map(|e| view! { <p class="error">{e}</p> })}
-                            <div class="charts" id="job-charts">
-                                {d.charts.into_iter().map(|chart| view! { <LineChart chart/> }).collect_view()}
-                            </div>
-                            <pre class="log" id="job-log">{d.log.join("\n")}</pre>
-                        </section>
-                    }.into_any(),
-                    Ok(None) => ().into_any(),
-                    Err(e) => view! { <p class="error">{clean(e)}</p> }.into_any(),
-                })}
-            </Transition>
+            <JobDetailPanel detail/>
 
-            <h2>"Charts"</h2>
-            <Transition fallback=|| ()>
-                {move || data.get().and_then(|r| r.ok()).map(|d| view! {
-                    <div class="charts" id="charts">
-                        {d.charts.into_iter().map(|chart| view! { <LineChart chart/> }).collect_view()}
-                    </div>
-                    <h2>"Exports"</h2>
-                    <ul id="bundles">
-                        {d.bundles.into_iter().map(|b| {
-                            let name = b.name.clone();
-                            view! {
-                                <li data-bundle=b.name.clone()><strong>{b.name.clone()}</strong>
-                                    <ul>{b.files.into_iter().map(|f| view! {
-                                        <li><a href=format!("/api/exports/{name}/{f}") download="">{f.clone()}</a></li>
-                                    }).collect_view()}</ul>
-                                </li>
-                            }
-                        }).collect_view()}
-                    </ul>
-                })}
-            </Transition>
+            <ChartsAndExports data/>
         </section>
+    }
+}
+
+type DashboardResource = Resource<Result<Dashboard, ServerFnError>>;
+
+/// Shows what an action answered in the message line, and reloads the dashboard when given one.
+fn announce<I: Send + Sync + 'static, T: Clone + Send + Sync + 'static>(
+    action: Action<I, Result<T, ServerFnError>>,
+    message: RwSignal<String>,
+    reload: Option<DashboardResource>,
+    ok: impl Fn(T) -> String + Send + Sync + 'static,
+) {
+    Effect::new(move |_| {
+        if let Some(r) = action.value().get() {
+            message.set(r.map(&ok).unwrap_or_else(clean));
+            if let Some(d) = reload {
+                d.refetch();
+            }
+        }
+    });
+}
+type DetailResource = Resource<Result<Option<JobDetail>, ServerFnError>>;
+
+/// When a job changes state, the versions, charts and decisions change too: reload them.
+fn reload_on_state_change(
+    live: RwSignal<Option<Vec<JobView>>>,
+    data: DashboardResource,
+    detail: DetailResource,
+    selected: RwSignal<Option<u64>>,
+) {
+    Effect::new(move |prev: Option<Vec<(u64, String)>>| {
+        let states: Vec<(u64, String)> =
+            live.get().unwrap_or_default().iter().map(|j| (j.id, j.state.clone())).collect();
+        if prev.as_ref().is_some_and(|p| *p != states) {
+            data.refetch();
+            if selected.get_untracked().is_some() {
+                detail.refetch();
+            }
+        }
+        states
+    });
+}
+
+/// Starting a job: its kind and options, checked and estimated first, then started.
+#[component]
+fn Launcher(
+    kind: RwSignal<String>,
+    options: RwSignal<String>,
+    estimate: RwSignal<Option<Result<String, String>>>,
+    check: Action<String, Result<String, ServerFnError>>,
+    start: Action<String, Result<JobView, ServerFnError>>,
+) -> impl IntoView {
+    let command = move || format!("{} {}", kind.get_untracked(), options.get_untracked());
+    view! {
+        <h2>"Start a job"</h2>
+        <div class="actions">
+            <select id="job-kind" on:change=move |ev| kind.set(event_target_value(&ev)) prop:value=move || kind.get()>
+                {KINDS.iter().map(|(k, _)| view! { <option value=*k>{*k}</option> }).collect_view()}
+            </select>
+            <input id="job-options" prop:value=move || options.get()
+                on:input=move |ev| { options.set(event_target_value(&ev)); estimate.set(None); }/>
+            <button id="job-estimate" class="secondary" on:click=move |_| { check.dispatch(command()); }>"Check and estimate"</button>
+            <button id="job-start" disabled=move || !matches!(estimate.get(), Some(Ok(_)))
+                on:click=move |_| { start.dispatch(command()); }>"Start"</button>
+        </div>
+        <p id="job-estimate-text" class=move || if matches!(estimate.get(), Some(Err(_))) { "error" } else { "hint" }>
+            {move || match estimate.get() {
+                None => "Check the command to see its memory estimate before starting it.".to_string(),
+                Some(Ok(e)) => format!("Memory estimate: {e}"),
+                Some(Err(e)) => e,
+            }}
+        </p>
+
+    }
+}
+
+/// The selected job: its command, error, curves and log.
+#[component]
+fn JobDetailPanel(detail: DetailResource) -> impl IntoView {
+    view! {
+        <Transition fallback=|| ()>
+            {move || detail.get().map(|r| match r {
+                Ok(Some(d)) => view! {
+                    <section id="job-detail" data-job-id=d.job.id>
+                        <h2>"Job " {d.job.id} ": " {d.job.command.clone()}</h2>
+                        {d.job.error.clone().map(|e| view! { <p class="error">{e}</p> })}
+                        <div class="charts" id="job-charts">
+                            {d.charts.into_iter().map(|chart| view! { <LineChart chart/> }).collect_view()}
+                        </div>
+                        <pre class="log" id="job-log">{d.log.join("\n")}</pre>
+                    </section>
+                }.into_any(),
+                Ok(None) => ().into_any(),
+                Err(e) => view! { <p class="error">{clean(e)}</p> }.into_any(),
+            })}
+        </Transition>
+
+    }
+}
+
+/// Charts over versions and evaluations, and the export bundles to download.
+#[component]
+fn ChartsAndExports(data: DashboardResource) -> impl IntoView {
+    view! {
+        <h2>"Charts"</h2>
+        <Transition fallback=|| ()>
+            {move || data.get().and_then(|r| r.ok()).map(|d| view! {
+                <div class="charts" id="charts">
+                    {d.charts.into_iter().map(|chart| view! { <LineChart chart/> }).collect_view()}
+                </div>
+                <h2>"Exports"</h2>
+                <ul id="bundles">
+                    {d.bundles.into_iter().map(|b| {
+                        let name = b.name.clone();
+                        view! {
+                            <li data-bundle=b.name.clone()><strong>{b.name.clone()}</strong>
+                                <ul>{b.files.into_iter().map(|f| view! {
+                                    <li><a href=format!("/api/exports/{name}/{f}") download="">{f.clone()}</a></li>
+                                }).collect_view()}</ul>
+                            </li>
+                        }
+                    }).collect_view()}
+                </ul>
+            })}
+        </Transition>
     }
 }
 
@@ -318,7 +359,7 @@ fn LoopPanel(
                 <input id="set-rm-after" type="number" prop:value=v.settings.rm_after
                     on:input=move |ev| if let Some(x) = num(&ev) { s.update(|s| s.rm_after = x as usize) }/></label>
             <label>"Policy update "
-                <select id="set-method" prop:value=v.settings.method.clone() on:change=move |ev| s.update(|s| s.method = event_target_value(&ev))>
+                <select id="set-method" prop:value=v.settings.method.name() on:change=move |ev| if let Ok(m) = event_target_value(&ev).parse() { s.update(|s| s.method = m) }>
                     <option value="ppo">"PPO"</option><option value="dpo">"DPO"</option>
                 </select></label>
             <label>"Reward-model options " <input id="set-rm-options" prop:value=v.settings.rm_options.clone()
@@ -395,7 +436,7 @@ fn Versions(
         let children: Vec<&VersionView> = all.iter().filter(|c| c.parents.first() == Some(&v.id)).collect();
         let id = v.id.clone();
         let (pid, eid) = (id.clone(), id.clone());
-        let promotable = v.kind == "policy" && !v.current;
+        let promotable = v.kind == VersionKind::Policy && !v.current;
         view! {
             <li data-version=id.clone() class=if v.current { "version current" } else { "version" }>
                 <strong>{id.clone()}</strong> " " <span class="hint">{format!("{} · {}", v.kind, v.stage)}</span>

@@ -1,31 +1,33 @@
 //! Server-only state and helpers that server functions reach through leptos context.
 
 pub mod auth;
+pub mod views;
 
 use std::{sync::Arc, time::Instant};
 
-use crate::{
-    api::jobs::{Dashboard, JobDetail, JobView, LoopSettings},
-    status::StatusReport,
+use types::{
+    views::{Dashboard, JobDetail, JobView, StatusReport},
+    ControlError, LoopSettings,
 };
 
 /// What the server binary provides to the dashboard's functions: the job queue's checks, the model registry
 /// and the loop (the trainer is not a dependency of the UI crate).
 pub trait Control: Send + Sync {
     /// Everything the dashboard shows.
-    fn dashboard(&self) -> Result<Dashboard, String>;
+    fn dashboard(&self) -> Result<Dashboard, ControlError>;
     /// A job with its log and curves.
-    fn job_detail(&self, id: u64) -> Result<JobDetail, String>;
-    /// Checks a job's command line and returns its memory estimate (and what it will run).
-    fn estimate(&self, argv: &[String]) -> Result<String, String>;
-    /// Checks and queues a job.
-    fn submit(&self, argv: Vec<String>, origin: &str) -> Result<JobView, String>;
+    fn job_detail(&self, id: u64) -> Result<JobDetail, ControlError>;
+    /// Checks a job's command line (as typed, with shell quoting) and returns its memory estimate (and what it
+    /// will run).
+    fn estimate(&self, command: &str) -> Result<String, ControlError>;
+    /// Checks and queues a job given as a command line (as typed, with shell quoting).
+    fn submit(&self, command: &str, origin: &str) -> Result<JobView, ControlError>;
     /// Checks the option strings of loop settings.
-    fn check_loop_options(&self, settings: &LoopSettings) -> Result<(), String>;
+    fn check_loop_options(&self, settings: &LoopSettings) -> Result<(), ControlError>;
     /// Makes a policy version current.
-    fn promote(&self, version: &str, by: &str) -> Result<(), String>;
+    fn promote(&self, version: &str, by: &str) -> Result<(), ControlError>;
     /// Reverts the last promotion; returns the policy current afterwards.
-    fn rollback(&self, by: &str) -> Result<String, String>;
+    fn rollback(&self, by: &str) -> Result<String, ControlError>;
     /// The current policy (candidates and `current` chat completions come from it).
     fn current_policy(&self) -> Option<String>;
 }

@@ -3,10 +3,7 @@
 //! crash, jobs that were running are queued again (training resumes from its checkpoint) or, after three
 //! interrupted attempts, failed with the reason.
 
-pub mod command;
 pub mod report;
-pub mod scheduler;
-pub mod sentinel;
 
 use std::{
     panic::AssertUnwindSafe,
@@ -19,16 +16,18 @@ use std::{
     time::Duration,
 };
 
+use std::sync::Mutex;
+
 use store::{
     jobs::{Job, JobState, LogLine},
     Store,
 };
 use trainer::registry::Registry;
+use types::{JobResult, ResultKind};
 
-use self::command::JobCommand;
-use crate::commands::{
-    candidates::{Answerer, SampleConfig},
-    env::{Cancelled, Env, Produced},
+use crate::{
+    ops::{Answerer, Cancelled, Env, JobCommand, SampleConfig},
+    r#loop::Scheduler,
 };
 
 /// Interrupted starts after which a job is failed instead of started again.
@@ -90,12 +89,12 @@ pub fn recover(store: &Store) -> anyhow::Result<()> {
 
 fn run(data_dir: PathBuf, store: Store, idle: Option<SampleConfig>, stop: Arc<AtomicBool>) {
     let reg = Registry::new(&data_dir);
-    let mut loop_ = scheduler::Scheduler::new(store.clone(), reg.clone());
-    let mut answerer = Answerer::default();
+    let mut loop_ = Scheduler::new(store.clone(), reg.clone());
+    let answerer = Arc::new(Mutex::new(Answerer::default()));
     while !stop.load(Ordering::SeqCst) {
         match store.next_queued_job() {
             Ok(Some(job)) => {
-                let done = run_job(&data_dir, &store, &reg, job, &mut answerer);
+                let done = run_job(&data_dir, &store, &reg, job, &answerer);
                 if let Err(e) = done.and_then(|j| Ok(loop_.on_finished(&j)?)) {
                     tracing::error!(error = %e, "job bookkeeping failed");
                     std::thread::sleep(Duration::from_secs(1));
@@ -119,7 +118,7 @@ fn run(data_dir: PathBuf, store: Store, idle: Option<SampleConfig>, stop: Arc<At
         }
         if let Some(cfg) = &idle {
             let answered =
-                std::panic::catch_unwind(AssertUnwindSafe(|| answer_one(&store, &reg, &mut answerer, cfg)))
+                std::panic::catch_unwind(AssertUnwindSafe(|| answer_one(&store, &reg, &answerer, cfg)))
                     .unwrap_or_else(|p| Err(anyhow::anyhow!("panicked: {}", panic_text(p))));
             match answered {
                 Ok(true) => continue,
@@ -145,27 +144,16 @@ fn sleep_unless(stop: &AtomicBool, d: Duration) {
 fn answer_one(
     store: &Store,
     reg: &Registry,
-    answerer: &mut Answerer,
+    answerer: &Mutex<Answerer>,
     cfg: &SampleConfig,
 ) -> anyhow::Result<bool> {
     let Some(policy) = reg.default_id()? else { return Ok(false) };
     let Some(prompt) = store.prompts_without_candidates(1)?.into_iter().next() else { return Ok(false) };
+    let mut answerer = answerer.lock().unwrap_or_else(|p| p.into_inner());
     answerer.ensure(reg, &policy)?;
     let n = answerer.answer(store, &prompt, cfg)?;
     tracing::info!(prompt = prompt.id, candidates = n, %policy, "candidates generated");
     Ok(true)
-}
-
-fn dispatch(cmd: JobCommand, env: &Env, answerer: &mut Answerer) -> anyhow::Result<Produced> {
-    use crate::commands::{abtest, bundle, candidates, evaluate, probe, train};
-    match cmd {
-        JobCommand::Train(t) => train::run_in(*t, env),
-        JobCommand::Eval(e) => evaluate::run_in(e, env),
-        JobCommand::Candidates(a) => candidates::run_in(&a, env, answerer),
-        JobCommand::Bundle(a) => bundle::run_in(&a, env),
-        JobCommand::Abtest(a) => abtest::run_in(&a, env),
-        JobCommand::Probe(a) => probe::run_in(&a, env),
-    }
 }
 
 fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
@@ -181,7 +169,7 @@ fn run_job(
     store: &Store,
     reg: &Registry,
     job: Job,
-    answerer: &mut Answerer,
+    answerer: &Arc<Mutex<Answerer>>,
 ) -> anyhow::Result<Job> {
     let id = job.id;
     let job = match store.update_job(id, true, |j| {
@@ -199,9 +187,8 @@ fn run_job(
         Err(store::StoreError::Rejected(_)) => return Ok(store.job(id)?.unwrap_or(job)),
         Err(e) => return Err(e.into()),
     };
-    tracing::info!(job = id, command = %job.argv.join(" "), attempt = job.attempts, "job started");
-    let argv = command::prepared(&job.argv, id);
-    let finish = |state: JobState, result: Option<serde_json::Value>, error: Option<String>| {
+    tracing::info!(job = id, command = %types::argv::join(&job.argv), attempt = job.attempts, "job started");
+    let finish = |state: JobState, result: Option<JobResult>, error: Option<String>| {
         let text = match (&error, state) {
             (Some(e), _) => format!("{}: {e}", state.name()),
             (None, _) => state.name().to_string(),
@@ -219,16 +206,20 @@ fn run_job(
             Ok(())
         })
     };
-    let cmd = match command::parse(&argv) {
+    // The stored words are parsed once, here; training jobs are named `job-<id>` unless they name themselves,
+    // so that a restarted job finds its checkpoint.
+    let mut cmd = match JobCommand::parse(&job.argv) {
         Ok(c) => c,
-        Err(e) => return Ok(finish(JobState::Failed, None, Some(e))?),
+        Err(e) => return Ok(finish(JobState::Failed, None, Some(e.to_string()))?),
     };
+    let own_name = format!("job-{id}");
+    cmd.name_unless_named(own_name.clone());
     // A process that died after storing the version but before recording it: the job is done. (Only for the
     // job's own name: a version an operator named is someone else's.)
-    if let Some(name) = command::version_name(&cmd).filter(|n| *n == format!("job-{id}")) {
-        if let Ok(v) = reg.get(&name) {
-            let metrics = v.lineage.map(|l| l.metrics).unwrap_or_default();
-            let result = serde_json::json!({"version": name, "kind": v.kind, "metrics": metrics});
+    if cmd.version_name() == Some(own_name.as_str()) {
+        if let Ok(v) = reg.get(&own_name) {
+            let metrics = v.lineage.map(|l| metrics_of(&l.metrics)).unwrap_or_default();
+            let result = JobResult::new(own_name, ResultKind::from(v.kind), metrics);
             return Ok(finish(JobState::Done, Some(result), None)?);
         }
     }
@@ -238,18 +229,23 @@ fn run_job(
         store.clone(),
         Arc::new(report::JobReport::new(store.clone(), id)),
         Arc::new(move || cancel_store.job(id).ok().flatten().is_some_and(|j| j.cancel_requested)),
+        answerer.clone(),
     );
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| dispatch(cmd, &env, answerer)));
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| crate::ops::run(&cmd, &env)));
     trainer::alloc::release_free_memory(); // what the job's models and activations held
     Ok(match outcome {
-        Ok(Ok(p)) => {
-            let result = serde_json::json!({"version": p.version, "kind": p.kind, "metrics": p.metrics});
-            finish(JobState::Done, Some(result), None)?
-        }
+        Ok(Ok(result)) => finish(JobState::Done, Some(result), None)?,
         Ok(Err(e)) if e.downcast_ref::<Cancelled>().is_some() => finish(JobState::Cancelled, None, None)?,
         Ok(Err(e)) => finish(JobState::Failed, None, Some(format!("{e:#}")))?,
         Err(p) => finish(JobState::Failed, None, Some(format!("panicked: {}", panic_text(p))))?,
     })
+}
+
+/// The numeric metrics of a version's lineage.
+fn metrics_of(v: &serde_json::Value) -> types::job::Metrics {
+    v.as_object()
+        .map(|m| m.iter().filter_map(|(k, x)| Some((k.clone(), x.as_f64()?))).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use store::{
 };
 use trainer::train::run::{Event, EventKind};
 
-use crate::commands::env::Report;
+use crate::ops::Report;
 
 /// Writes one job's progress into the store.
 pub struct JobReport {

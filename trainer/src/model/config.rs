@@ -196,63 +196,8 @@ impl LlamaConfig {
                 why: "rotary embeddings need an even, non-zero head width".into(),
             });
         }
-        if let Some(act) = &hf.hidden_act {
-            if act != "silu" && act != "swish" {
-                return Err(ConfigError::Unsupported {
-                    field: "hidden_act",
-                    value: format!("{act:?}"),
-                    why: "the llama family uses SwiGLU (silu)".into(),
-                });
-            }
-        }
-        if hf.mlp_bias == Some(true) {
-            return Err(ConfigError::Unsupported {
-                field: "mlp_bias",
-                value: "true".into(),
-                why: "MLP biases are not part of the supported llama family".into(),
-            });
-        }
-        if hf.use_sliding_window == Some(true) {
-            return Err(ConfigError::Unsupported {
-                field: "use_sliding_window",
-                value: "true".into(),
-                why: "sliding-window attention is not implemented".into(),
-            });
-        }
-        if model_type == "mistral" && hf.sliding_window.as_ref().is_some_and(|v| !v.is_null()) {
-            let window = hf.sliding_window.as_ref().and_then(|v| v.as_u64()).unwrap_or(0) as usize;
-            if window < hf.max_position_embeddings.unwrap_or(usize::MAX) {
-                return Err(ConfigError::Unsupported {
-                    field: "sliding_window",
-                    value: window.to_string(),
-                    why: "sliding-window attention is not implemented".into(),
-                });
-            }
-        }
-        let rope_scaling = match &hf.rope_scaling {
-            None => RopeScaling::None,
-            Some(s) => match s.rope_type.as_deref().unwrap_or("default") {
-                "default" => RopeScaling::None,
-                "linear" => RopeScaling::Linear {
-                    factor: s.factor.ok_or(ConfigError::Missing("rope_scaling.factor"))?,
-                },
-                "llama3" => RopeScaling::Llama3 {
-                    factor: s.factor.ok_or(ConfigError::Missing("rope_scaling.factor"))?,
-                    low_freq_factor: s.low_freq_factor.unwrap_or(1.0),
-                    high_freq_factor: s.high_freq_factor.unwrap_or(4.0),
-                    original_max_position_embeddings: s
-                        .original_max_position_embeddings
-                        .ok_or(ConfigError::Missing("rope_scaling.original_max_position_embeddings"))?,
-                },
-                other => {
-                    return Err(ConfigError::Unsupported {
-                        field: "rope_scaling.rope_type",
-                        value: format!("{other:?}"),
-                        why: "supported: default, linear, llama3".into(),
-                    })
-                }
-            },
-        };
+        check_features(&hf, &model_type)?;
+        let rope_scaling = rope_scaling(&hf)?;
         let qkv_bias = hf.attention_bias.unwrap_or(model_type == "qwen2");
         let config = LlamaConfig {
             architecture,
@@ -358,6 +303,73 @@ impl LlamaConfig {
         }
         base
     }
+}
+
+/// Refuses what the llama family here does not implement: other activations, MLP biases, sliding windows.
+fn check_features(hf: &HfConfig, model_type: &str) -> Result<(), ConfigError> {
+    if let Some(act) = &hf.hidden_act {
+        if act != "silu" && act != "swish" {
+            return Err(ConfigError::Unsupported {
+                field: "hidden_act",
+                value: format!("{act:?}"),
+                why: "the llama family uses SwiGLU (silu)".into(),
+            });
+        }
+    }
+    if hf.mlp_bias == Some(true) {
+        return Err(ConfigError::Unsupported {
+            field: "mlp_bias",
+            value: "true".into(),
+            why: "MLP biases are not part of the supported llama family".into(),
+        });
+    }
+    if hf.use_sliding_window == Some(true) {
+        return Err(ConfigError::Unsupported {
+            field: "use_sliding_window",
+            value: "true".into(),
+            why: "sliding-window attention is not implemented".into(),
+        });
+    }
+    if model_type == "mistral" && hf.sliding_window.as_ref().is_some_and(|v| !v.is_null()) {
+        let window = hf.sliding_window.as_ref().and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+        if window < hf.max_position_embeddings.unwrap_or(usize::MAX) {
+            return Err(ConfigError::Unsupported {
+                field: "sliding_window",
+                value: window.to_string(),
+                why: "sliding-window attention is not implemented".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The rotary scaling of an HF config.
+fn rope_scaling(hf: &HfConfig) -> Result<RopeScaling, ConfigError> {
+    let rope_scaling = match &hf.rope_scaling {
+        None => RopeScaling::None,
+        Some(s) => match s.rope_type.as_deref().unwrap_or("default") {
+            "default" => RopeScaling::None,
+            "linear" => {
+                RopeScaling::Linear { factor: s.factor.ok_or(ConfigError::Missing("rope_scaling.factor"))? }
+            }
+            "llama3" => RopeScaling::Llama3 {
+                factor: s.factor.ok_or(ConfigError::Missing("rope_scaling.factor"))?,
+                low_freq_factor: s.low_freq_factor.unwrap_or(1.0),
+                high_freq_factor: s.high_freq_factor.unwrap_or(4.0),
+                original_max_position_embeddings: s
+                    .original_max_position_embeddings
+                    .ok_or(ConfigError::Missing("rope_scaling.original_max_position_embeddings"))?,
+            },
+            other => {
+                return Err(ConfigError::Unsupported {
+                    field: "rope_scaling.rope_type",
+                    value: format!("{other:?}"),
+                    why: "supported: default, linear, llama3".into(),
+                })
+            }
+        },
+    };
+    Ok(rope_scaling)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod init;
 pub mod linear;
 pub mod llama;
 pub mod mlp;
+pub mod names;
 pub mod norm;
 pub mod quant;
 pub mod rope;

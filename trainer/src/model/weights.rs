@@ -172,7 +172,7 @@ pub fn from_tensors<B: Backend>(
 
 /// Checks names and shapes of `map` against `config` without building the model.
 pub fn check_shapes(config: &LlamaConfig, map: &TensorMap) -> Result<(), WeightError> {
-    let expected = crate::model::init::expected_shapes(config);
+    let expected = super::names::expected_shapes(config);
     for (name, shape) in &expected {
         match map.get(name) {
             None => return Err(WeightError::Missing(name.clone())),

@@ -37,9 +37,7 @@ pub struct UpdateStats {
     pub early_stopped: bool,
 }
 
-fn scalar<B: burn::tensor::backend::Backend>(t: burn::tensor::Tensor<B, 1>) -> f64 {
-    crate::rl::losses::scalar(t) as f64
-}
+use crate::rl::losses::scalar_f64 as scalar;
 
 fn select(rows: &[Vec<f32>], idx: &[usize]) -> Vec<Vec<f32>> {
     idx.iter().map(|&i| rows[i].clone()).collect()

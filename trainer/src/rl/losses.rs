@@ -21,6 +21,11 @@ pub fn scalar<B: Backend>(t: Tensor<B, 1>) -> f32 {
     t.into_data().convert::<f32>().to_vec::<f32>().expect("f32")[0]
 }
 
+/// [`scalar`] widened to f64 (what metrics are kept in).
+pub fn scalar_f64<B: Backend>(t: Tensor<B, 1>) -> f64 {
+    f64::from(scalar(t))
+}
+
 /// Reward-model loss over pairs: mean of −log σ(r_better − r_worse − margin).
 /// `better`, `worse`: `[pairs]` scores; `margin`: `[pairs]` or a constant.
 pub fn pairwise_loss<B: Backend>(better: Tensor<B, 1>, worse: Tensor<B, 1>, margin: f64) -> LossOut<B> {

@@ -96,9 +96,7 @@ impl<X> DpoTask<X> {
     }
 }
 
-fn scalar<B: burn::tensor::backend::Backend>(t: burn::tensor::Tensor<B, 1>) -> f64 {
-    crate::rl::losses::scalar(t) as f64
-}
+use crate::rl::losses::scalar_f64 as scalar;
 
 impl<B: TrainBackend> Task for DpoTask<B> {
     type Backend = B;

@@ -51,9 +51,7 @@ pub fn mean_loss<B: Backend>(
     token_cross_entropy(logits, targets, mask)
 }
 
-fn scalar<B: burn::tensor::backend::Backend>(t: burn::tensor::Tensor<B, 1>) -> f64 {
-    crate::rl::losses::scalar(t) as f64
-}
+use crate::rl::losses::scalar_f64 as scalar;
 
 impl<B: TrainBackend> Task for SftTask<B> {
     type Backend = B;

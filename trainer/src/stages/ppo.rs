@@ -1,0 +1,269 @@
+//! `train ppo`: the policy against a stored reward model with a KL penalty to the base (sample, score, update
+//! actor and critic per iteration; with adapters, actor and critic are two adapters on one frozen base that is
+//! also the reference), evaluated on held-out prompts, stored as a policy version whose lineage names the
+//! reward model.
+
+use std::io::Write;
+
+use burn::module::AutodiffModule;
+use types::JobResult;
+
+use super::{
+    bail, ensure,
+    setup::{adapt, adapter_of, prepare_base, setup, snapshot, write_adapter, Setup},
+    Context, PpoSpec, Source, StageEnv, StageError, TrainSpec,
+};
+use crate::{
+    backend::{default_device, Infer, Train},
+    memory::{estimate, mib, ppo_estimate, PlanInput},
+    model::Llama,
+    peft::{merge_lora, without_adapters},
+    ppo::{
+        run::{run as run_ppo, IterationRecord, PpoRunConfig, PpoState},
+        ActorCritic, PpoConfig, RewardShaping,
+    },
+    registry::VersionKind,
+    rl::kl::KlController,
+    rm::RewardModel,
+    train::{
+        checkpoint,
+        run::{Event, EventKind, Metrics},
+    },
+};
+
+fn record_event(r: &IterationRecord) -> Event {
+    let s = &r.stats;
+    let u = &s.update;
+    let p = &s.phases;
+    let metrics = Metrics::from_iter(
+        [
+            ("score", s.score),
+            ("kl", s.kl),
+            ("beta", s.beta),
+            ("answer_len", s.answer_len),
+            ("finished", s.finished),
+            ("explained_variance", s.explained_variance),
+            ("loss", u.policy_loss),
+            ("value_loss", u.value_loss),
+            ("clipfrac", u.clipfrac),
+            ("approx_kl", u.approx_kl),
+            ("entropy", u.entropy),
+            ("seconds_generate", p.generate),
+            ("seconds_reference", p.reference),
+            ("seconds_values", p.values),
+            ("seconds_score", p.score),
+            ("seconds_advantages", p.advantages),
+            ("seconds_train", p.train),
+            ("seconds", p.generate + p.reference + p.values + p.score + p.advantages + p.train),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    );
+    Event { kind: EventKind::Step, step: r.iteration, metrics }
+}
+
+/// The PPO run's memory estimate: actor and critic activations for one minibatch, the trainable state of both,
+/// the frozen base and the reward model (a reference copy too with full fine-tuning).
+fn ppo_memory_line(
+    a: &PpoSpec,
+    config: &crate::model::LlamaConfig,
+    prompts: &[Vec<u32>],
+    reward_params: usize,
+) -> String {
+    let args = &a.train;
+    let seq_len = prompts.iter().map(Vec::len).max().unwrap_or(1) + a.max_new_tokens;
+    let per_mb = args.batch.div_ceil(a.minibatches.max(1));
+    let e = estimate(&PlanInput {
+        config: config.clone(),
+        tuning: args.tuning(),
+        seq_len,
+        micro_batch: per_mb,
+        grad_checkpointing: false,
+        bytes_per_value: 4,
+    });
+    let adapters = args.adapters();
+    let p = ppo_estimate(&e, adapters, reward_params);
+    format!(
+        "memory estimate (PPO, {} prompts per iteration in {} minibatches, {seq_len} tokens, {}): actor {}, critic {}, reference {}, reward model {}, total {}",
+        args.batch,
+        a.minibatches,
+        if adapters { format!("{} shared by actor, critic and reference", args.tuning_name()) } else { args.tuning_name() },
+        mib(p.actor),
+        mib(p.critic),
+        if p.reference == 0 { "shared with the actor".into() } else { mib(p.reference) },
+        mib(p.reward),
+        mib(p.total)
+    )
+}
+
+/// Actor and critic (adapters on one frozen base, or full models with a reference copy).
+fn ppo_models(
+    s: &Setup,
+    a: &PpoSpec,
+    device: &burn::tensor::Device<Train>,
+    tensors: crate::model::weights::TensorMap,
+) -> Result<(ActorCritic<Train>, Option<Llama<Infer>>), StageError> {
+    let args = &a.train;
+    let device = device.clone();
+    let base = crate::model::weights::from_tensors::<Train>(&s.config, tensors, &device)?;
+    Ok(match args.adapters() {
+        true => {
+            // One frozen base (NF4 with --qlora); the actor and the critic each get their own adapter on it.
+            let base = prepare_base(base, args);
+            let actor = adapt(base.clone(), args, args.seed);
+            let critic_trunk = adapt(base, args, args.seed.wrapping_add(1));
+            let critic = RewardModel::new(critic_trunk, vec![0.0; s.config.hidden_size], &device);
+            (ActorCritic { actor, critic }, None)
+        }
+        false => {
+            let reference = base.valid();
+            let (critic, _) = s.reg.load_reward_model::<Train>(&a.reward, &device)?;
+            (ActorCritic { actor: base, critic }, Some(reference))
+        }
+    })
+}
+
+/// PPO's settings from the command line.
+fn ppo_config(a: &PpoSpec, config: &crate::model::LlamaConfig, eos: Option<u32>, lr: f64) -> PpoConfig {
+    PpoConfig {
+        temperature: a.temperature,
+        max_new_tokens: a.max_new_tokens,
+        stop_ids: config.eos_token_ids.clone(),
+        pad_id: eos.unwrap_or(0),
+        shaping: RewardShaping {
+            beta: a.beta,
+            missing_eos_penalty: a.missing_eos_penalty,
+            score_clip: a.score_clip,
+            ..PpoConfig::default().shaping
+        },
+        kl: match a.kl_target {
+            Some(target) => KlController::Adaptive { beta: a.beta, target, horizon: a.kl_horizon },
+            None => KlController::Fixed { beta: a.beta },
+        },
+        epochs: a.epochs.max(1),
+        minibatches: a.minibatches.max(1),
+        lr,
+        stop_kl: a.stop_kl,
+        ..PpoConfig::default()
+    }
+}
+
+/// Runs the PPO iterations with progress and the metric log `run_dir/metrics.jsonl` (replayed from the
+/// checkpoint when resuming). A cancelled run saves its checkpoint and returns [`Cancelled`].
+#[allow(clippy::too_many_arguments)]
+fn ppo_fit(
+    env: &StageEnv,
+    args: &TrainSpec,
+    run_dir: &std::path::Path,
+    model: ActorCritic<Train>,
+    prompts: &[Vec<u32>],
+    reward: &RewardModel<Infer>,
+    reference: Option<&Llama<Infer>>,
+    cfg: &PpoConfig,
+    run_cfg: &PpoRunConfig,
+) -> Result<(ActorCritic<Train>, PpoState), StageError> {
+    let steps = run_cfg.iterations;
+    let log_path = run_dir.join("metrics.jsonl");
+    let mut log =
+        std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    if let Some(state) = checkpoint::read_state::<PpoState>(run_dir) {
+        env.line(format!("resuming from the checkpoint at iteration {}", state.iteration));
+        env.observer.resuming();
+        for r in &state.history {
+            let e = record_event(r);
+            writeln!(log, "{}", serde_json::to_string(&e)?)?;
+            env.observer.event(&e, steps);
+        }
+    }
+    let optim = crate::optim::adamw::<Train, ActorCritic<Train>>(args.weight_decay, args.clip);
+    let (model, state, cancelled) = run_ppo(
+        model,
+        optim,
+        prompts,
+        reward,
+        reference,
+        cfg,
+        run_cfg,
+        Some(run_dir),
+        &mut |r| {
+            let e = record_event(r);
+            env.observer.event(&e, steps);
+            let _ = writeln!(log, "{}", serde_json::to_string(&e).expect("json")).and_then(|_| log.flush());
+        },
+        &|| env.cancelled(),
+    )?;
+    if cancelled {
+        return Err(StageError::Cancelled);
+    }
+    Ok((model, state))
+}
+
+/// Runs PPO against the spec's reward model on `data`'s prompts and stores the policy.
+pub fn run(a: &PpoSpec, data: &dyn Source, env: &StageEnv) -> Result<JobResult, StageError> {
+    let args = &a.train;
+    ensure!(a.temperature > 0.0, "--temperature must be above 0 for PPO");
+    let mut s = setup(env, args, "ppo", 3e-6)?;
+    let device = default_device();
+    let (reward, _) = s.reg.load_reward_model::<Infer>(&a.reward, &device)?;
+    if reward.trunk.config.vocab_size != s.config.vocab_size {
+        bail!(
+            "reward model {} has a vocabulary of {} tokens but the policy {} has {}: they must share a tokenizer",
+            a.reward,
+            reward.trunk.config.vocab_size,
+            s.base,
+            s.config.vocab_size
+        );
+    }
+    let eos = s.tokenizer.eos(&s.config.eos_token_ids);
+    let prompt_room = args.max_tokens.saturating_sub(a.max_new_tokens).max(1);
+    let data = snapshot(env, &s.run_dir, || {
+        data.prompt_set(&s.tokenizer, args.eval_fraction, args.seed, prompt_room)
+    })?;
+    if data.train.is_empty() {
+        bail!("no prompts in the store (import prompts or rankings first)");
+    }
+    env.line(format!("data: {}", data.summary));
+
+    env.line(ppo_memory_line(a, &s.config, &data.train, reward.trunk.config.num_params()));
+
+    let tensors = std::mem::take(&mut s.tensors);
+    let (model, reference) = ppo_models(&s, a, &device, tensors)?;
+    let cfg = ppo_config(a, &s.config, eos, s.run.lr);
+    let run_cfg = PpoRunConfig {
+        iterations: args.steps,
+        batch: args.batch,
+        seed: args.seed,
+        checkpoint_every: args.checkpoint_every,
+    };
+
+    let (model, state) =
+        ppo_fit(env, args, &s.run_dir, model, &data.train, &reward, reference.as_ref(), &cfg, &run_cfg)?;
+
+    let actor: Llama<Infer> = model.actor.valid();
+    let reference = reference.unwrap_or_else(|| without_adapters(&actor));
+    let held_out: Vec<Vec<u32>> = data.eval.iter().take(64).cloned().collect();
+    let mut metrics = if held_out.is_empty() {
+        Metrics::new()
+    } else {
+        super::compare::compare(&actor, &reference, &reward, &held_out, &cfg, 0, env.observer)?
+    };
+    if let Some(last) = state.history.last() {
+        metrics.insert("train_score".into(), last.stats.score);
+        metrics.insert("train_kl".into(), last.stats.kl);
+    }
+    let adapter = adapter_of(&actor, args);
+    let actor = merge_lora(actor);
+    let config = serde_json::json!({"ppo": cfg, "run": run_cfg, "lora": args.lora_config(), "reward": a.reward,
+        "max_tokens": args.max_tokens, "iterations_done": state.iteration});
+    let lineage = s.lineage("train ppo", &data, config, &metrics);
+    s.store(
+        VersionKind::Policy,
+        std::slice::from_ref(&a.reward),
+        s.config.architecture.clone(),
+        lineage,
+        &metrics,
+        |dir, tok| {
+            crate::io::hf::save_dir(&actor, tok, dir)?;
+            write_adapter(&adapter, &s.base, dir)
+        },
+    )
+}
