@@ -215,23 +215,6 @@ impl Store {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shuffles_are_permutations_that_differ_between_annotators() {
-        let ids: Vec<u64> = (10..20).collect();
-        let a = shuffled(&ids, 1, 7);
-        let b = shuffled(&ids, 2, 7);
-        assert_eq!(a, shuffled(&ids, 1, 7));
-        assert_ne!(a, b);
-        let mut sorted = a.clone();
-        sorted.sort_unstable();
-        assert_eq!(sorted, ids);
-    }
-}
-
 /// Whether `j` is a complete judgement of an item with candidates `order`: a skip with a reason and no ranking,
 /// or tiers that place every candidate exactly once, none empty.
 fn check_judgement(j: &Judgement, order: &[u64]) -> Result<(), String> {
@@ -252,5 +235,22 @@ fn check_judgement(j: &Judgement, order: &[u64]) -> Result<(), String> {
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shuffles_are_permutations_that_differ_between_annotators() {
+        let ids: Vec<u64> = (10..20).collect();
+        let a = shuffled(&ids, 1, 7);
+        let b = shuffled(&ids, 2, 7);
+        assert_eq!(a, shuffled(&ids, 1, 7));
+        assert_ne!(a, b);
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, ids);
     }
 }

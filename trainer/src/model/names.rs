@@ -5,6 +5,27 @@ use std::collections::BTreeMap;
 
 use super::config::LlamaConfig;
 
+/// The token embedding `[vocab, d]`.
+pub const EMBED: &str = "model.embed_tokens.weight";
+/// The final norm `[d]`.
+pub const NORM: &str = "model.norm.weight";
+/// The vocabulary head (a linear layer: `lm_head.weight`), absent when tied to the embedding.
+pub const LM_HEAD: &str = "lm_head";
+/// Attention projections of a layer, in order (q, k, v, o).
+pub const ATTENTION: [&str; 4] =
+    ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"];
+/// MLP projections of a layer, in order (gate, up, down).
+pub const MLP: [&str; 3] = ["mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"];
+/// The norm before attention `[d]`.
+pub const INPUT_NORM: &str = "input_layernorm.weight";
+/// The norm before the MLP `[d]`.
+pub const POST_ATTENTION_NORM: &str = "post_attention_layernorm.weight";
+
+/// The prefix of layer `i`'s tensors.
+pub fn layer(i: usize) -> String {
+    format!("model.layers.{i}")
+}
+
 /// How a parameter is initialised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Init {
@@ -21,31 +42,33 @@ pub fn parameters(config: &LlamaConfig) -> Vec<(String, Vec<usize>, Init)> {
     let c = config;
     let (d, f, v) = (c.hidden_size, c.intermediate_size, c.vocab_size);
     let (q, kv) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
-    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![v, d], Init::Normal)];
+    let mut out = vec![(EMBED.to_string(), vec![v, d], Init::Normal)];
+    let [q_proj, k_proj, v_proj, o_proj] = ATTENTION;
+    let [gate_proj, up_proj, down_proj] = MLP;
     for i in 0..c.num_layers {
-        let p = format!("model.layers.{i}");
+        let p = layer(i);
         for (name, rows, cols) in [
-            ("self_attn.q_proj", q, d),
-            ("self_attn.k_proj", kv, d),
-            ("self_attn.v_proj", kv, d),
-            ("self_attn.o_proj", d, q),
-            ("mlp.gate_proj", f, d),
-            ("mlp.up_proj", f, d),
-            ("mlp.down_proj", d, f),
+            (q_proj, q, d),
+            (k_proj, kv, d),
+            (v_proj, kv, d),
+            (o_proj, d, q),
+            (gate_proj, f, d),
+            (up_proj, f, d),
+            (down_proj, d, f),
         ] {
             out.push((format!("{p}.{name}.weight"), vec![rows, cols], Init::Normal));
         }
         if c.qkv_bias {
-            out.push((format!("{p}.self_attn.q_proj.bias"), vec![q], Init::Zeros));
-            out.push((format!("{p}.self_attn.k_proj.bias"), vec![kv], Init::Zeros));
-            out.push((format!("{p}.self_attn.v_proj.bias"), vec![kv], Init::Zeros));
+            out.push((format!("{p}.{q_proj}.bias"), vec![q], Init::Zeros));
+            out.push((format!("{p}.{k_proj}.bias"), vec![kv], Init::Zeros));
+            out.push((format!("{p}.{v_proj}.bias"), vec![kv], Init::Zeros));
         }
-        out.push((format!("{p}.input_layernorm.weight"), vec![d], Init::Ones));
-        out.push((format!("{p}.post_attention_layernorm.weight"), vec![d], Init::Ones));
+        out.push((format!("{p}.{INPUT_NORM}"), vec![d], Init::Ones));
+        out.push((format!("{p}.{POST_ATTENTION_NORM}"), vec![d], Init::Ones));
     }
-    out.push(("model.norm.weight".into(), vec![d], Init::Ones));
+    out.push((NORM.into(), vec![d], Init::Ones));
     if !c.tie_word_embeddings {
-        out.push(("lm_head.weight".into(), vec![v, d], Init::Normal));
+        out.push((format!("{LM_HEAD}.weight"), vec![v, d], Init::Normal));
     }
     out
 }

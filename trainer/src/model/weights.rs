@@ -15,6 +15,7 @@ use super::{
     linear::Linear,
     llama::{DecoderLayer, Llama},
     mlp::Mlp,
+    names::{layer, ATTENTION, EMBED, INPUT_NORM, LM_HEAD, MLP, NORM, POST_ATTENTION_NORM},
     norm::RmsNorm,
     rope::Rope,
 };
@@ -124,46 +125,45 @@ pub fn from_tensors<B: Backend>(
     // Buffers some checkpoints carry that are recomputed from the config.
     map.retain(|k, _| !k.ends_with("rotary_emb.inv_freq"));
     if config.tie_word_embeddings {
-        map.remove("lm_head.weight");
+        map.remove(&format!("{LM_HEAD}.weight"));
     }
     let c = config;
     let (d, f, v) = (c.hidden_size, c.intermediate_size, c.vocab_size);
     let (q_dim, kv_dim) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
     let mut take = Take::<B> { map: &mut map, device };
-    let embed_tokens = Param::from_tensor(take.t2("model.embed_tokens.weight", v, d)?);
+    let embed_tokens = Param::from_tensor(take.t2(EMBED, v, d)?);
     let mut layers = Vec::with_capacity(c.num_layers);
+    let [q_proj, k_proj, v_proj, o_proj] = ATTENTION;
+    let [gate_proj, up_proj, down_proj] = MLP;
     for i in 0..c.num_layers {
-        let p = format!("model.layers.{i}");
+        let p = layer(i);
         let self_attn = Attention {
-            q_proj: take.linear(&format!("{p}.self_attn.q_proj"), d, q_dim, c.qkv_bias)?,
-            k_proj: take.linear(&format!("{p}.self_attn.k_proj"), d, kv_dim, c.qkv_bias)?,
-            v_proj: take.linear(&format!("{p}.self_attn.v_proj"), d, kv_dim, c.qkv_bias)?,
-            o_proj: take.linear(&format!("{p}.self_attn.o_proj"), q_dim, d, false)?,
+            q_proj: take.linear(&format!("{p}.{q_proj}"), d, q_dim, c.qkv_bias)?,
+            k_proj: take.linear(&format!("{p}.{k_proj}"), d, kv_dim, c.qkv_bias)?,
+            v_proj: take.linear(&format!("{p}.{v_proj}"), d, kv_dim, c.qkv_bias)?,
+            o_proj: take.linear(&format!("{p}.{o_proj}"), q_dim, d, false)?,
             num_heads: c.num_heads,
             num_kv_heads: c.num_kv_heads,
             head_dim: c.head_dim,
             prefix: take.prefix(&p, c.num_kv_heads, c.head_dim)?,
         };
         let mlp = Mlp {
-            gate_proj: take.linear(&format!("{p}.mlp.gate_proj"), d, f, false)?,
-            up_proj: take.linear(&format!("{p}.mlp.up_proj"), d, f, false)?,
-            down_proj: take.linear(&format!("{p}.mlp.down_proj"), f, d, false)?,
+            gate_proj: take.linear(&format!("{p}.{gate_proj}"), d, f, false)?,
+            up_proj: take.linear(&format!("{p}.{up_proj}"), d, f, false)?,
+            down_proj: take.linear(&format!("{p}.{down_proj}"), f, d, false)?,
         };
         layers.push(DecoderLayer {
-            input_layernorm: RmsNorm::new(
-                take.t1(&format!("{p}.input_layernorm.weight"), d)?,
-                c.rms_norm_eps,
-            ),
+            input_layernorm: RmsNorm::new(take.t1(&format!("{p}.{INPUT_NORM}"), d)?, c.rms_norm_eps),
             self_attn,
             post_attention_layernorm: RmsNorm::new(
-                take.t1(&format!("{p}.post_attention_layernorm.weight"), d)?,
+                take.t1(&format!("{p}.{POST_ATTENTION_NORM}"), d)?,
                 c.rms_norm_eps,
             ),
             mlp,
         });
     }
-    let norm = RmsNorm::new(take.t1("model.norm.weight", d)?, c.rms_norm_eps);
-    let lm_head = if c.tie_word_embeddings { None } else { Some(take.linear("lm_head", d, v, false)?) };
+    let norm = RmsNorm::new(take.t1(NORM, d)?, c.rms_norm_eps);
+    let lm_head = if c.tie_word_embeddings { None } else { Some(take.linear(LM_HEAD, d, v, false)?) };
     if !map.is_empty() {
         return Err(WeightError::Unexpected(map.into_keys().collect()));
     }
@@ -189,7 +189,7 @@ pub fn check_shapes(config: &LlamaConfig, map: &TensorMap) -> Result<(), WeightE
     let extra: Vec<String> = map
         .keys()
         .filter(|k| !expected.contains_key(*k) && !k.ends_with("rotary_emb.inv_freq"))
-        .filter(|k| !(config.tie_word_embeddings && k.as_str() == "lm_head.weight"))
+        .filter(|k| !(config.tie_word_embeddings && **k == format!("{LM_HEAD}.weight")))
         .filter(|k| !is_prefix(k))
         .cloned()
         .collect();
@@ -222,30 +222,26 @@ pub fn to_tensors<B: Backend>(model: &Llama<B>) -> TensorMap {
             map.insert(format!("{name}.bias"), host(b.val()));
         }
     };
-    map.insert("model.embed_tokens.weight".into(), host(model.embed_tokens.val()));
-    for (i, layer) in model.layers.iter().enumerate() {
-        let p = format!("model.layers.{i}");
-        let a = &layer.self_attn;
-        put_linear(&mut map, format!("{p}.self_attn.q_proj"), &a.q_proj);
-        put_linear(&mut map, format!("{p}.self_attn.k_proj"), &a.k_proj);
-        put_linear(&mut map, format!("{p}.self_attn.v_proj"), &a.v_proj);
-        put_linear(&mut map, format!("{p}.self_attn.o_proj"), &a.o_proj);
-        put_linear(&mut map, format!("{p}.mlp.gate_proj"), &layer.mlp.gate_proj);
-        put_linear(&mut map, format!("{p}.mlp.up_proj"), &layer.mlp.up_proj);
-        put_linear(&mut map, format!("{p}.mlp.down_proj"), &layer.mlp.down_proj);
+    map.insert(EMBED.into(), host(model.embed_tokens.val()));
+    for (i, l) in model.layers.iter().enumerate() {
+        let p = layer(i);
+        let a = &l.self_attn;
+        for (name, lin) in ATTENTION.iter().zip([&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj]) {
+            put_linear(&mut map, format!("{p}.{name}"), lin);
+        }
+        for (name, lin) in MLP.iter().zip([&l.mlp.gate_proj, &l.mlp.up_proj, &l.mlp.down_proj]) {
+            put_linear(&mut map, format!("{p}.{name}"), lin);
+        }
         if let Some(pre) = &a.prefix {
             map.insert(format!("{p}.self_attn.prefix_key"), host(pre.key.val()));
             map.insert(format!("{p}.self_attn.prefix_value"), host(pre.value.val()));
         }
-        map.insert(format!("{p}.input_layernorm.weight"), host(layer.input_layernorm.weight.val()));
-        map.insert(
-            format!("{p}.post_attention_layernorm.weight"),
-            host(layer.post_attention_layernorm.weight.val()),
-        );
+        map.insert(format!("{p}.{INPUT_NORM}"), host(l.input_layernorm.weight.val()));
+        map.insert(format!("{p}.{POST_ATTENTION_NORM}"), host(l.post_attention_layernorm.weight.val()));
     }
-    map.insert("model.norm.weight".into(), host(model.norm.weight.val()));
+    map.insert(NORM.into(), host(model.norm.weight.val()));
     if let Some(head) = &model.lm_head {
-        put_linear(&mut map, "lm_head".into(), head);
+        put_linear(&mut map, LM_HEAD.into(), head);
     }
     map
 }

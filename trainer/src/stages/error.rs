@@ -74,7 +74,8 @@ macro_rules! bail {
 /// [`bail!`] unless the condition holds.
 macro_rules! ensure {
     ($cond:expr, $($arg:tt)*) => {
-        if !$cond {
+        let holds: bool = $cond;
+        if !holds {
             bail!($($arg)*);
         }
     };

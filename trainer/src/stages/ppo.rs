@@ -103,7 +103,7 @@ fn ppo_models(
     tensors: crate::model::weights::TensorMap,
 ) -> Result<(ActorCritic<Train>, Option<Llama<Infer>>), StageError> {
     let args = &a.train;
-    let device = device.clone();
+    let device = *device;
     let base = crate::model::weights::from_tensors::<Train>(&s.config, tensors, &device)?;
     Ok(match args.adapters() {
         true => {
