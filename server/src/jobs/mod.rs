@@ -214,6 +214,7 @@ fn run_job(
     };
     let own_name = format!("job-{id}");
     cmd.name_unless_named(own_name.clone());
+    cmd.resolve_paths(data_dir);
     // A process that died after storing the version but before recording it: the job is done. (Only for the
     // job's own name: a version an operator named is someone else's.)
     if cmd.version_name() == Some(own_name.as_str()) {
@@ -243,8 +244,10 @@ fn run_job(
 
 /// The numeric metrics of a version's lineage.
 fn metrics_of(v: &serde_json::Value) -> types::job::Metrics {
+    // A value JSON could not hold (NaN) was stored as null: it reads back as NaN, as in job results.
+    let number = |x: &serde_json::Value| if x.is_null() { Some(f64::NAN) } else { x.as_f64() };
     v.as_object()
-        .map(|m| m.iter().filter_map(|(k, x)| Some((k.clone(), x.as_f64()?))).collect())
+        .map(|m| m.iter().filter_map(|(k, x)| Some((k.clone(), number(x)?))).collect())
         .unwrap_or_default()
 }
 

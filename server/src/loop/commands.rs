@@ -76,13 +76,13 @@ pub fn check_options(s: &LoopSettings) -> Result<(), ControlError> {
     let parse = |what: &str, argv: Vec<String>| {
         JobCommand::parse(&argv).map(|_| ()).map_err(|e| ControlError::Invalid(format!("{what}: {e}")))
     };
-    for (opts, what) in [
-        (&s.rm_options, "reward-model options"),
-        (&s.policy_options, "policy options"),
-        (&s.eval_options, "evaluation options"),
+    for (opts, what, trains) in [
+        (&s.rm_options, "reward-model options", true),
+        (&s.policy_options, "policy options", true),
+        (&s.eval_options, "evaluation options", false),
     ] {
         let w = argv::split(opts).map_err(|e| ControlError::Invalid(format!("{what}: {e}")))?;
-        if opts != &s.eval_options && w.iter().any(|w| w == "--name" || w.starts_with("--name=")) {
+        if trains && w.iter().any(|w| w == "--name" || w.starts_with("--name=")) {
             return Err(ControlError::Invalid(format!(
                 "{what}: --name cannot be set: every loop run is named after its job"
             )));

@@ -87,11 +87,16 @@ impl Scheduler {
 
     /// Queues a loop job (checked as a typed command first) and records it in the loop's state (`f`) in one
     /// transaction: a crash cannot leave a queued step the state does not know about (which a restart would
-    /// queue again).
-    fn enqueue_then(&self, argv: Vec<String>, f: impl Fn(&mut LoopState, &Job)) -> Result<Job, StoreError> {
-        let cmd =
-            JobCommand::parse(&argv).map_err(|e| StoreError::Rejected(format!("the loop's job: {e}")))?;
-        self.store.enqueue_loop_job(argv, &cmd.kind(), f)
+    /// queue again). A command that does not parse (settings saved before a check existed) ends the step with
+    /// the reason instead of being queued.
+    fn enqueue_then(&self, argv: Vec<String>, f: impl Fn(&mut LoopState, &Job)) -> Result<(), StoreError> {
+        match JobCommand::parse(&argv) {
+            Ok(cmd) => self.store.enqueue_loop_job(argv, &cmd.kind(), f).map(|_| ()),
+            Err(e) => self.conclude(format!(
+                "could not queue `{}`: {e}; fix the loop settings (the loop waits for new comparisons)",
+                types::argv::join(&argv)
+            )),
+        }
     }
 
     fn update(&self, f: impl Fn(&mut LoopState)) -> Result<LoopState, StoreError> {
@@ -584,5 +589,29 @@ mod win_rate_tests {
         let (win, (lo, hi)) = human_win_rate(&r);
         assert!((win - 0.7).abs() < 1e-12);
         assert!((lo - 0.3968).abs() < 1e-3 && (hi - 0.8922).abs() < 1e-3, "{lo} {hi}");
+    }
+}
+
+#[cfg(test)]
+mod bad_settings_tests {
+    use super::*;
+
+    #[test]
+    fn a_loop_command_that_does_not_parse_ends_the_step_with_the_reason_and_queues_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let mut sched = Scheduler::new(store.clone(), Registry::new(dir.path()));
+        // Saved around the check (as an old version could): the reward-model options do not parse.
+        let s = LoopSettings { rm_after: 0, rm_options: "--steps lots".into(), ..LoopSettings::default() };
+        store.set_loop_settings(&s, "test", "bad options").unwrap();
+        sched.tick().unwrap();
+        let st = state(&store);
+        assert!(st.pending.is_none());
+        let last = &st.decisions.last().unwrap().text;
+        assert!(
+            last.contains("could not queue `train rm --steps lots`") && last.contains("--steps"),
+            "{last}"
+        );
+        assert_eq!(store.count_jobs(JobState::Queued).unwrap(), 0);
     }
 }

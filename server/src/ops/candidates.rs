@@ -62,7 +62,8 @@ pub fn resample(store: &Store, policy: &str, n: usize) -> anyhow::Result<Vec<Pro
 
 /// Re-issues judged prompts and answers every prompt without candidates, in `env`.
 pub fn run_in(args: &CandidatesArgs, env: &Env) -> anyhow::Result<JobResult> {
-    let mut answerer = env.answerer.lock().expect("answerer lock");
+    // A job that panicked while holding the answerer leaves a usable one (at worst, a policy loaded again).
+    let mut answerer = env.answerer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let policy = match &args.model {
         Some(m) => m.clone(),
         None => {

@@ -109,6 +109,18 @@ impl JobCommand {
         }
     }
 
+    /// A job reads files from inside the data directory: a relative corpus is taken from there (what [`check`]
+    /// checked), not from the server's working directory.
+    pub fn resolve_paths(&mut self, data_dir: &std::path::Path) {
+        if let Self::Train(t) = self {
+            if let TrainCommand::Pretrain(a) = t.as_mut() {
+                if a.corpus.is_relative() {
+                    a.corpus = data_dir.join(&a.corpus);
+                }
+            }
+        }
+    }
+
     /// The data directory the command names (the CLI's `--data-dir`).
     pub fn data_dir(&self) -> &std::path::Path {
         match self {

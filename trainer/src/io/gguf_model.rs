@@ -85,34 +85,33 @@ pub fn config(f: &GgufFile) -> Result<LlamaConfig, LoadError> {
     LlamaConfig::from_hf(hf).map_err(|error| LoadError::Config { path: f.path.clone(), error })
 }
 
-/// HF name of a GGUF tensor name, or None when it has no HF counterpart.
+/// HF name of a GGUF tensor name, or None when it has no HF counterpart (HF names from `model::names`).
 fn hf_name(gguf: &str) -> Option<String> {
-    let fixed = match gguf {
-        "token_embd.weight" => Some("model.embed_tokens.weight"),
-        "output_norm.weight" => Some("model.norm.weight"),
-        "output.weight" => Some("lm_head.weight"),
-        _ => None,
-    };
-    if let Some(n) = fixed {
-        return Some(n.into());
+    use crate::model::names::{layer, ATTENTION, EMBED, INPUT_NORM, LM_HEAD, MLP, NORM, POST_ATTENTION_NORM};
+    match gguf {
+        "token_embd.weight" => return Some(EMBED.into()),
+        "output_norm.weight" => return Some(NORM.into()),
+        "output.weight" => return Some(format!("{LM_HEAD}.weight")),
+        _ => {}
     }
     let rest = gguf.strip_prefix("blk.")?;
-    let (layer, part) = rest.split_once('.')?;
-    let layer: usize = layer.parse().ok()?;
+    let (index, part) = rest.split_once('.')?;
+    let index: usize = index.parse().ok()?;
     let (module, kind) = part.rsplit_once('.')?;
+    let norm = |full: &str| full.strip_suffix(".weight").expect("norm weights end in .weight").to_string();
     let hf = match module {
-        "attn_norm" => "input_layernorm",
-        "ffn_norm" => "post_attention_layernorm",
-        "attn_q" => "self_attn.q_proj",
-        "attn_k" => "self_attn.k_proj",
-        "attn_v" => "self_attn.v_proj",
-        "attn_output" => "self_attn.o_proj",
-        "ffn_gate" => "mlp.gate_proj",
-        "ffn_up" => "mlp.up_proj",
-        "ffn_down" => "mlp.down_proj",
+        "attn_norm" => norm(INPUT_NORM),
+        "ffn_norm" => norm(POST_ATTENTION_NORM),
+        "attn_q" => ATTENTION[0].into(),
+        "attn_k" => ATTENTION[1].into(),
+        "attn_v" => ATTENTION[2].into(),
+        "attn_output" => ATTENTION[3].into(),
+        "ffn_gate" => MLP[0].into(),
+        "ffn_up" => MLP[1].into(),
+        "ffn_down" => MLP[2].into(),
         _ => return None,
     };
-    Some(format!("model.layers.{layer}.{hf}.{kind}"))
+    Some(format!("{}.{hf}.{kind}", layer(index)))
 }
 
 /// Undoes llama.cpp's converter permutation of q/k rows: within each head, GGUF row `2i + j` holds HF row

@@ -41,7 +41,7 @@ pub fn save_dir<B: Backend>(
     std::fs::write(&config_path, text)
         .map_err(|error| LoadError::Io { path: config_path.display().to_string(), error })?;
     let mut tensors = weights::to_tensors(&model.trunk);
-    tensors.remove("lm_head.weight");
+    tensors.remove(&format!("{}.weight", crate::model::names::LM_HEAD));
     tensors.retain(|k, _| !weights::is_prefix(k)); // hf::save_dir put them in their own file
     let d = model.trunk.config.hidden_size;
     let head = model.score.weight.val().into_data().convert::<f32>().to_vec::<f32>().expect("f32");
@@ -105,7 +105,7 @@ pub fn load_dir<B: Backend>(
             },
         });
     }
-    tensors.remove("lm_head.weight");
+    tensors.remove(&format!("{}.weight", crate::model::names::LM_HEAD));
     let trunk = weights::from_tensors(&config, tensors, device)
         .map_err(|error| LoadError::Weights { path: st_path, error })?;
     let tok_path = dir.join("tokenizer.json");
