@@ -103,20 +103,19 @@ fn ppo_models(
     tensors: crate::model::weights::TensorMap,
 ) -> Result<(ActorCritic<Train>, Option<Llama<Infer>>), StageError> {
     let args = &a.train;
-    let device = *device;
-    let base = crate::model::weights::from_tensors::<Train>(&s.config, tensors, &device)?;
+    let base = crate::model::weights::from_tensors::<Train>(&s.config, tensors, device)?;
     Ok(match args.adapters() {
         true => {
             // One frozen base (NF4 with --qlora); the actor and the critic each get their own adapter on it.
             let base = prepare_base(base, args);
             let actor = adapt(base.clone(), args, args.seed);
             let critic_trunk = adapt(base, args, args.seed.wrapping_add(1));
-            let critic = RewardModel::new(critic_trunk, vec![0.0; s.config.hidden_size], &device);
+            let critic = RewardModel::new(critic_trunk, vec![0.0; s.config.hidden_size], device);
             (ActorCritic { actor, critic }, None)
         }
         false => {
             let reference = base.valid();
-            let (critic, _) = s.reg.load_reward_model::<Train>(&a.reward, &device)?;
+            let (critic, _) = s.reg.load_reward_model::<Train>(&a.reward, device)?;
             (ActorCritic { actor: base, critic }, Some(reference))
         }
     })

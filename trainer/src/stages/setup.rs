@@ -41,19 +41,27 @@ pub fn on_backend<F: Fitter>(checkpointed: bool, job: F) -> Result<F::Out, Stage
 
 /// What every stage resolves before it trains.
 pub struct Setup {
+    /// The registry the base came from and the result goes to.
     pub reg: Registry,
+    /// The base version's id.
     pub base: String,
+    /// The new version's id.
     pub name: String,
+    /// `<runs>/<name>`: checkpoints, the data snapshot, the metric log.
     pub run_dir: PathBuf,
+    /// The base's configuration.
     pub config: LlamaConfig,
+    /// The base's tokenizer.
     pub tokenizer: TextTokenizer,
+    /// The base's weights (taken by the fit).
     pub tensors: TensorMap,
+    /// The schedule (its micro-batch is planned later).
     pub run: RunConfig,
 }
 
 impl Setup {
-    /// Stores the run's result as version `self.name` (its parents: the base, then `more_parents`), prints the
-    /// summary line and drops the checkpoint (the metric log and the data snapshot stay with the run).
+    /// Stores the run's result as version `self.name` (its parents: the base, then `more_parents`) and drops
+    /// the checkpoint (the metric log and the data snapshot stay with the run).
     pub fn store(
         &self,
         kind: VersionKind,
@@ -74,9 +82,7 @@ impl Setup {
         self.reg.add_trained(new, |dir| write(dir, &self.tokenizer))?;
         Ok(finish(&self.run_dir, &self.name, kind, metrics))
     }
-}
 
-impl Setup {
     /// The lineage of this run: `stage`, the data's hash and summary, `config`, the held-out metrics.
     pub fn lineage<T: Serialize>(
         &self,
@@ -96,8 +102,8 @@ impl Setup {
     }
 }
 
-/// Resolves the base (the default when the spec names none), the new version's name (unused) and run
-/// directory, loads the base, and the run's schedule.
+/// Resolves the base (the default when the spec names none), the new version's name (which no version may
+/// have yet) and its run directory, loads the base, and the run's schedule.
 pub fn setup(env: &StageEnv, args: &TrainSpec, stage: &str, default_lr: f64) -> Result<Setup, StageError> {
     let reg = env.reg.clone();
     let base = match args.base.clone().or(reg.default_id()?) {
@@ -281,10 +287,15 @@ pub fn finish(run_dir: &Path, version: &str, kind: VersionKind, metrics: &Metric
 
 /// What a generic fit needs besides its data.
 pub struct Fit<'a> {
+    /// Where progress goes.
     pub env: &'a StageEnv<'a>,
+    /// The base's configuration.
     pub config: &'a LlamaConfig,
+    /// The options (adapters, seed, optimizer).
     pub args: &'a TrainSpec,
+    /// The planned schedule.
     pub run: &'a RunConfig,
+    /// Checkpoints and the metric log.
     pub run_dir: &'a Path,
 }
 
