@@ -22,7 +22,6 @@ pub mod ppo;
 pub mod registry;
 pub mod rl;
 pub mod rm;
-pub mod rm_train;
 pub mod rng;
 pub mod sft;
 pub mod stages;

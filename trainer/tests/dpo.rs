@@ -3,10 +3,11 @@
 
 use trainer::{
     backend::{default_device, Train},
-    dpo::{evaluate, reference_logps, train_step, DpoConfig, DpoPair},
+    dpo::{evaluate, reference_logps, DpoConfig, DpoItem, DpoPair, DpoTask},
     model::{init, LlamaConfig},
     rng::Rng,
     sft::{for_inference, optimizer, SftConfig},
+    testing::fit,
 };
 
 const MARKER: u32 = 5;
@@ -34,20 +35,20 @@ fn dpo_raises_held_out_preference_accuracy() {
     let mut rng = Rng::new(3);
     let train = pairs(&mut rng, 256);
     let held_out = pairs(&mut rng, 64);
-    let mut policy = init::random::<Train>(&config, 0.1, 8, &device);
+    let policy = init::random::<Train>(&config, 0.1, 8, &device);
     let reference = for_inference(&policy);
-    let cfg = DpoConfig { beta: 0.1, lr: 2e-3, pad_id: 0 };
+    let cfg = DpoConfig { beta: 0.1, pad_id: 0 };
     let ref_train = reference_logps(&reference, &train, 0);
     let ref_held = reference_logps(&reference, &held_out, 0);
     let (acc0, _) = evaluate(&reference, &held_out, &ref_held, &cfg);
-    let mut optim = optimizer(&SftConfig::default());
-    for _ in 0..3 {
-        for (chunk, refs) in train.chunks(32).zip(ref_train.chunks(32)) {
-            let (p, stats) = train_step(policy, &mut optim, chunk, refs, &cfg);
-            assert!(stats.loss.is_finite());
-            policy = p;
-        }
-    }
+    let items: Vec<DpoItem> = train
+        .into_iter()
+        .zip(ref_train)
+        .map(|(pair, (c, r))| DpoItem { pair, ref_chosen: c, ref_rejected: r })
+        .collect();
+    let task = DpoTask::<Train>::new(cfg.beta, cfg.pad_id, Vec::new(), 32);
+    let (policy, steps) = fit(&task, policy, optimizer(&SftConfig::default()), &items, 3, 32, 2e-3);
+    assert!(steps.iter().all(|m| m["loss"].is_finite()));
     let (acc, margin) = evaluate(&for_inference(&policy), &held_out, &ref_held, &cfg);
     eprintln!("held-out implicit reward accuracy {acc0:.2} → {acc:.2}, mean margin {margin:.3}");
     assert_eq!(acc0, 0.0, "the policy starts equal to the reference");

@@ -7,18 +7,15 @@
 use burn::module::AutodiffModule;
 use trainer::{
     backend::{default_device, Infer, Train},
-    dpo::DpoPair,
+    dpo::{with_reference, DpoPair, DpoTask},
     model::{init, Llama, LlamaConfig},
     peft::{add_lora, has_adapters, without_adapters, LoraConfig},
     ppo::{self, rollout, ActorCritic, Frozen, PpoConfig, RewardShaping},
     rl::kl::KlController,
-    rm::RewardModel,
-    rm_train::{optimizer as rm_optimizer, RankGroup, RmTrainConfig},
+    rm::{optimizer as rm_optimizer, RankGroup, RewardModel, RmTask, RmTrainConfig},
     rng::Rng,
     sft::optimizer as policy_optimizer,
     train::{
-        dpo::{with_reference, DpoTask},
-        rm::RmTask,
         run::{run, RunConfig},
         schedule::Decay,
     },

@@ -9,8 +9,8 @@ use trainer::{
     backend::{default_device, Infer, Train},
     model::{init, weights, Layout, LlamaConfig},
     peft::{add_lora, merge_lora, LoraConfig},
-    rm::RewardModel,
-    rm_train::{optimizer, train_step, Pair, RmTrainConfig},
+    rm::{optimizer, Pair, RankGroup, RewardModel, RmTask, RmTrainConfig},
+    testing::fit,
 };
 
 fn config() -> LlamaConfig {
@@ -56,22 +56,19 @@ fn flat(p: &Param<Tensor<Train, 2>>) -> Vec<f32> {
 fn training_moves_only_the_adapters_and_the_merge_reproduces_the_adapted_model() {
     let device = default_device();
     let trunk = add_lora(init::random::<Train>(&config(), 0.2, 4, &device), &LoraConfig::default());
-    let mut rm = RewardModel::new(trunk, vec![0.05; 32], &device);
+    let rm = RewardModel::new(trunk, vec![0.05; 32], &device);
     let q_before = flat(&rm.trunk.layers[0].self_attn.q_proj.weight);
     let b_before = flat(&rm.trunk.layers[0].self_attn.q_proj.lora.as_ref().unwrap().b);
     let embed_before = rm.trunk.embed_tokens.val().into_data().to_vec::<f32>().unwrap();
-    let pairs = vec![
+    let pairs = [
         Pair { better: vec![3, 9, 5, 5], worse: vec![3, 9, 7, 8] },
         Pair { better: vec![4, 1, 5, 2, 5], worse: vec![4, 1, 6, 2] },
     ];
     let cfg = RmTrainConfig { lr: 1e-2, ..Default::default() };
-    let mut optim = optimizer(&cfg);
-    let mut losses = Vec::new();
-    for _ in 0..5 {
-        let (m, s) = train_step(rm, &mut optim, &pairs, &cfg);
-        rm = m;
-        losses.push(s.loss);
-    }
+    let groups: Vec<RankGroup> = pairs.iter().map(RankGroup::from_pair).collect();
+    let task = RmTask::<Train>::new(cfg.clone(), Vec::new(), 8);
+    let (rm, steps) = fit(&task, rm, optimizer(&cfg), &groups, 5, 2, cfg.lr);
+    let losses: Vec<f64> = steps.iter().map(|m| m["loss"]).collect();
     assert!(losses[4] < losses[0], "{losses:?}");
     assert_eq!(flat(&rm.trunk.layers[0].self_attn.q_proj.weight), q_before, "the frozen base moved");
     assert_eq!(rm.trunk.embed_tokens.val().into_data().to_vec::<f32>().unwrap(), embed_before);

@@ -12,7 +12,8 @@ use trainer::{
     model::{init, Layout, Llama, LlamaConfig},
     peft::{add_prefix, has_adapters, without_adapters},
     rng::Rng,
-    sft::{loss, optimizer, train_step, Example, SftConfig},
+    sft::{loss, optimizer, Example, SftConfig, SftTask},
+    testing::fit,
 };
 
 fn config() -> LlamaConfig {
@@ -76,17 +77,12 @@ fn prefix_tuning_trains_only_the_prefixes_and_round_trips_through_an_hf_director
     let (train, held_out) = (examples(&mut rng, 256), examples(&mut rng, 64));
     let base = init::random::<Train>(&config(), 0.1, 2, &device);
     let q_before = base.layers[0].self_attn.q_proj.weight.val().into_data();
-    let mut model = add_prefix(base, 8, 3);
+    let model = add_prefix(base, 8, 3);
     let before = loss::<Infer>(&model.valid(), &held_out, 0, &device);
     let cfg = SftConfig { lr: 3e-2, ..Default::default() };
-    let mut optim = optimizer(&cfg);
-    for _ in 0..20 {
-        for chunk in train.chunks(32) {
-            let (m, l) = train_step(model, &mut optim, chunk, &cfg);
-            assert!(l.is_finite());
-            model = m;
-        }
-    }
+    let task = SftTask::<Train>::new(cfg.pad_id, Vec::new(), 32);
+    let (model, steps) = fit(&task, model, optimizer(&cfg), &train, 20, 32, cfg.lr);
+    assert!(steps.iter().all(|m| m["loss"].is_finite()));
     let after = loss::<Infer>(&model.valid(), &held_out, 0, &device);
     eprintln!("held-out answer loss {before:.3} → {after:.3} training only the prefixes");
     assert!(after < 0.5 * before, "{before} → {after}");

@@ -10,10 +10,10 @@ use trainer::{
     backend::{default_device, Infer, Train},
     model::{init, Layout, LlamaConfig},
     peft::{add_qlora, merge_lora, quantize_projections, LoraConfig},
-    rm::RewardModel,
-    rm_train::{optimizer, train_step, Pair, RmTrainConfig},
+    rm::{optimizer, Pair, RankGroup, RewardModel, RmTask, RmTrainConfig},
     rng::Rng,
-    train::checkpoint,
+    testing::fit_in,
+    train::{checkpoint, run::RunState},
 };
 
 fn config() -> LlamaConfig {
@@ -76,8 +76,7 @@ fn qlora_training_moves_only_the_adapters_and_checkpoints_round_trip() {
     let codes_before = trunk.layers[0].self_attn.q_proj.nf4.as_ref().unwrap().codes.val().into_data();
     let absmax_before = trunk.layers[0].mlp.down_proj.nf4.as_ref().unwrap().absmax.val().into_data();
     let mut rng = Rng::new(3);
-    let mut model =
-        RewardModel::new(trunk, (0..128).map(|_| (rng.normal() * 0.02) as f32).collect(), &device);
+    let model = RewardModel::new(trunk, (0..128).map(|_| (rng.normal() * 0.02) as f32).collect(), &device);
     let pairs: Vec<Pair> = (0..8)
         .map(|_| Pair {
             better: (0..10).map(|_| rng.range(3, 64) as u32).collect(),
@@ -85,13 +84,12 @@ fn qlora_training_moves_only_the_adapters_and_checkpoints_round_trip() {
         })
         .collect();
     let cfg = RmTrainConfig { lr: 1e-2, ..Default::default() };
-    let mut optim = optimizer(&cfg);
-    let mut losses = Vec::new();
-    for _ in 0..15 {
-        let (m, s) = train_step(model, &mut optim, &pairs, &cfg);
-        model = m;
-        losses.push(s.loss);
-    }
+    let groups: Vec<RankGroup> = pairs.iter().map(RankGroup::from_pair).collect();
+    let task = RmTask::<Train>::new(cfg.clone(), Vec::new(), 8);
+    // The loop checkpoints the QLoRA model (codes are integer parameters) and its optimizer after the last step.
+    let dir = tempfile::tempdir().unwrap();
+    let (model, steps) = fit_in(Some(dir.path()), &task, model, optimizer(&cfg), &groups, 15, 8, cfg.lr);
+    let losses: Vec<f64> = steps.iter().map(|m| m["loss"]).collect();
     assert!(losses[14] < losses[0] * 0.7, "{losses:?}");
     let q = model.trunk.layers[0].self_attn.q_proj.nf4.as_ref().unwrap();
     assert_eq!(q.codes.val().into_data(), codes_before, "4-bit codes are frozen");
@@ -115,17 +113,15 @@ fn qlora_training_moves_only_the_adapters_and_checkpoints_round_trip() {
         assert!((a - b).abs() < 1e-4, "{a} vs {b}");
     }
 
-    // A checkpoint of the QLoRA model (codes are integer parameters) loads back into a fresh one exactly.
-    let dir = tempfile::tempdir().unwrap();
-    checkpoint::save(dir.path(), &model, &optim, &0usize).unwrap();
+    // The checkpoint loads back into a fresh model exactly.
     let fresh = RewardModel::new(
         add_qlora(init::random::<Train>(&config(), 0.05, 99, &device), &lora()),
         vec![0.0; 128],
         &device,
     );
-    let (loaded, _, step): (RewardModel<Train>, _, usize) =
+    let (loaded, _, state): (RewardModel<Train>, _, RunState) =
         checkpoint::load(dir.path(), fresh, optimizer(&cfg)).unwrap();
-    assert_eq!(step, 0);
+    assert_eq!(state.step, 15);
     assert_eq!(logits(&loaded.valid().trunk), adapted);
 
     // Memory: the frozen projections take about 4.5 bits per value.

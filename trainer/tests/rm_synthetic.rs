@@ -4,9 +4,9 @@
 use trainer::{
     backend::{default_device, Train},
     model::{init, LlamaConfig},
-    rm::RewardModel,
-    rm_train::{accuracy, for_inference, optimizer, train_step, Pair, RmTrainConfig},
+    rm::{accuracy, for_inference, optimizer, Pair, RankGroup, RewardModel, RmTask, RmTrainConfig},
     rng::Rng,
+    testing::fit,
 };
 
 const MARKER: u32 = 5;
@@ -54,19 +54,16 @@ fn the_reward_model_learns_a_hidden_rule_to_95_percent_held_out_accuracy() {
     let held_out = pairs(&mut rng, 200);
     let trunk = init::random::<Train>(&config(), 0.1, 1, &device);
     let head: Vec<f32> = (0..32).map(|_| (rng.normal() * 0.1) as f32).collect();
-    let mut model = RewardModel::new(trunk, head, &device);
+    let model = RewardModel::new(trunk, head, &device);
     let cfg = RmTrainConfig { lr: 3e-3, ..RmTrainConfig::default() };
     let before = accuracy(&for_inference(&model), &held_out, 0, 64);
-    let mut optim = optimizer(&cfg);
-    let mut last = None;
-    for epoch in 0..4 {
-        for (i, chunk) in train.chunks(16).enumerate() {
-            let (m, stats) = train_step(model, &mut optim, chunk, &cfg);
-            model = m;
-            assert!(stats.loss.is_finite(), "epoch {epoch} step {i}: loss {}", stats.loss);
-            last = Some(stats);
-        }
+    let groups: Vec<RankGroup> = train.iter().map(RankGroup::from_pair).collect();
+    let task = RmTask::<Train>::new(cfg.clone(), Vec::new(), 64);
+    let (model, steps) = fit(&task, model, optimizer(&cfg), &groups, 4, 16, cfg.lr);
+    for (i, m) in steps.iter().enumerate() {
+        assert!(m["loss"].is_finite(), "step {i}: loss {}", m["loss"]);
     }
+    let last = steps.last();
     let after = accuracy(&for_inference(&model), &held_out, 0, 64);
     eprintln!("held-out accuracy {before:.3} → {after:.3}; last step {last:?}");
     assert!(after >= 0.95, "held-out accuracy {after:.3} (was {before:.3})");

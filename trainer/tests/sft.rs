@@ -4,7 +4,8 @@ use trainer::{
     backend::{default_device, Infer, Train},
     model::{init, LlamaConfig},
     rng::Rng,
-    sft::{for_inference, loss, optimizer, train_step, Example, SftConfig},
+    sft::{for_inference, loss, optimizer, Example, SftConfig, SftTask},
+    testing::fit,
 };
 
 fn examples(rng: &mut Rng, n: usize) -> Vec<Example> {
@@ -26,17 +27,12 @@ fn sft_lowers_held_out_loss_on_demonstrations() {
     let mut rng = Rng::new(9);
     let train = examples(&mut rng, 512);
     let held_out = examples(&mut rng, 64);
-    let mut model = init::random::<Train>(&config, 0.1, 2, &device);
+    let model = init::random::<Train>(&config, 0.1, 2, &device);
     let before = loss::<Infer>(&for_inference(&model), &held_out, 0, &device);
     let cfg = SftConfig { lr: 3e-3, ..Default::default() };
-    let mut optim = optimizer(&cfg);
-    for _ in 0..8 {
-        for chunk in train.chunks(32) {
-            let (m, l) = train_step(model, &mut optim, chunk, &cfg);
-            assert!(l.is_finite());
-            model = m;
-        }
-    }
+    let task = SftTask::<Train>::new(cfg.pad_id, Vec::new(), 32);
+    let (model, steps) = fit(&task, model, optimizer(&cfg), &train, 8, 32, cfg.lr);
+    assert!(steps.iter().all(|m| m["loss"].is_finite()));
     let after = loss::<Infer>(&for_inference(&model), &held_out, 0, &device);
     eprintln!("held-out answer loss {before:.3} → {after:.3}");
     assert!(after < 0.5 * before, "held-out loss {before:.3} → {after:.3}");

@@ -6,11 +6,9 @@ use trainer::{
     backend::{default_device, Train},
     model::{init, LlamaConfig},
     rl::losses::TieModel,
-    rm::RewardModel,
-    rm_train::{optimizer, RankGroup, RmTrainConfig},
+    rm::{optimizer, RankGroup, RewardModel, RmTask, RmTrainConfig},
     rng::Rng,
     train::{
-        rm::RmTask,
         run::{run, Event, EventKind, RunConfig},
         schedule::Decay,
     },

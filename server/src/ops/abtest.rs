@@ -92,7 +92,7 @@ pub fn run_in(a: &AbTestArgs, env: &Env) -> anyhow::Result<JobResult> {
             sequences.push([ids, c.tokens.clone()].concat());
         }
         let pad = tok.pad_id(&rm.trunk.config.eos_token_ids);
-        let scores = trainer::rm_train::score_sequences(&rm, &sequences, pad, 8, &device);
+        let scores = trainer::rm::score_sequences(&rm, &sequences, pad, 8, &device);
         let mut all = env.store.ab_scores(&a.model, &a.against)?;
         all.extend(batch.candidates.iter().map(|c| c.id).zip(scores));
         let what = format!("reward model {rm_id} scored A/B answers");

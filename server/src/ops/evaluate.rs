@@ -7,7 +7,7 @@ use trainer::{
     backend::{default_device, Infer},
     eval::{calibration, pairwise_predictions},
     ppo::PpoConfig,
-    rm_train::{RankGroup, RmTrainConfig},
+    rm::{RankGroup, RmTrainConfig},
     stages::RmData,
     train::run::Metrics,
 };
@@ -65,12 +65,12 @@ pub fn eval_rm(env: &Env, model: &str, all: bool, split_of: Option<&str>) -> any
         bail!("no rankings to evaluate on");
     }
     let cfg = RmTrainConfig { pad_id: eos.unwrap_or(0), ..RmTrainConfig::default() };
-    let mut m = trainer::train::rm::metrics(&trainer::rm_train::evaluate(&rm, &groups, &cfg, 16));
+    let mut m = trainer::rm::metrics(&trainer::rm::evaluate(&rm, &groups, &cfg, 16));
     m.insert("groups".into(), groups.len() as f64);
     // Calibration of P(better) = σ(r_a − r_b) over the strict comparisons, both orientations, 10 bins.
     let mut predictions = Vec::new();
     for g in &groups {
-        let scores = trainer::rm_train::score_sequences(&rm, &g.sequences, cfg.pad_id, 16, &device);
+        let scores = trainer::rm::score_sequences(&rm, &g.sequences, cfg.pad_id, 16, &device);
         let wins: Vec<(usize, usize)> = g.wins.iter().map(|w| (w.0, w.1)).collect();
         predictions.extend(pairwise_predictions(&scores, &wins));
     }

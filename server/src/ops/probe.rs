@@ -11,7 +11,7 @@ use trainer::{
     backend::{default_device, Infer},
     eval::wilson,
     generate::{generate, GenerateConfig, SamplingConfig},
-    rm_train::score_sequences,
+    rm::score_sequences,
     train::run::Metrics,
 };
 use types::{

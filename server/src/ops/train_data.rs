@@ -7,7 +7,7 @@ use anyhow::Context;
 use store::{Prompt, Store};
 use trainer::{
     dpo::DpoPair,
-    rm_train::RankGroup,
+    rm::RankGroup,
     sft::Example,
     stages::{RmData, Source, Split, StageError},
     tokenizer::{ChatMessage, TextTokenizer},

@@ -246,7 +246,7 @@ pub fn rm<B: crate::backend::TrainBackend>(
 ) -> BenchResult {
     use crate::{
         rm::RewardModel,
-        rm_train::{group_gradients, Pair, RankGroup, RmTrainConfig},
+        rm::{group_gradients, Pair, RankGroup, RmTrainConfig},
     };
     use burn::optim::Optimizer;
     let device: burn::tensor::Device<B> = Default::default();

@@ -5,11 +5,14 @@
 
 use std::time::Instant;
 
+use burn::optim::Optimizer;
+
 use super::{BenchResult, Variant};
 use crate::{
     backend::Train,
     rng::Rng,
-    sft::{optimizer, train_step, Example, SftConfig},
+    sft::{optimizer, Example, SftConfig, SftTask},
+    train::run::Task,
 };
 
 /// Runs the workload.
@@ -27,6 +30,7 @@ pub fn sft(
     let setup_rss = super::rss_mb();
     let cfg = SftConfig { lr: 1e-5, ..SftConfig::default() };
     let mut optim = optimizer(&cfg);
+    let task = SftTask::<Train>::new(cfg.pad_id, Vec::new(), 1);
     let mut rng = Rng::new(1);
     let seq = |rng: &mut Rng, n: usize| (0..n).map(|_| rng.range(3, vocab) as u32).collect::<Vec<u32>>();
     let mut times = Vec::new();
@@ -34,9 +38,9 @@ pub fn sft(
         let batch: Vec<Example> =
             (0..8).map(|_| Example { prompt: seq(&mut rng, 64), answer: seq(&mut rng, 64) }).collect();
         let t = Instant::now();
-        let (m, loss) = train_step(model, &mut optim, &batch, &cfg);
-        model = m;
-        assert!(loss.is_finite());
+        let (grads, metrics) = task.gradients(&model, &batch, 1.0);
+        model = optim.step(cfg.lr, model, grads);
+        assert!(metrics["loss"].is_finite());
         if i >= warmup {
             times.push(t.elapsed().as_secs_f64());
         }

@@ -4,7 +4,7 @@
 use sha2::{Digest, Sha256};
 
 use super::{Context, StageError};
-use crate::{dpo::DpoPair, rm_train::RankGroup, sft::Example, tokenizer::TextTokenizer};
+use crate::{dpo::DpoPair, rm::RankGroup, sft::Example, tokenizer::TextTokenizer};
 
 /// Items split into training and held-out sets.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]

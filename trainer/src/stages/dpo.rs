@@ -11,13 +11,11 @@ use super::{
 };
 use crate::{
     backend::{default_device, Infer, TrainBackend},
+    dpo::{with_reference, DpoItem, DpoTask},
     model::{weights::TensorMap, Llama},
     peft::merge_lora,
     registry::VersionKind,
-    train::{
-        dpo::{with_reference, DpoItem, DpoTask},
-        run::{Metrics, RunState},
-    },
+    train::run::{Metrics, RunState},
 };
 
 /// DPO's fit on one backend.

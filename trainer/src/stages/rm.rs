@@ -16,13 +16,9 @@ use crate::{
     peft::merge_lora,
     registry::VersionKind,
     rl::losses::TieModel,
-    rm::RewardModel,
-    rm_train::{RankGroup, RmTrainConfig},
+    rm::{RankGroup, RewardModel, RmTask, RmTrainConfig},
     rng::Rng,
-    train::{
-        rm::RmTask,
-        run::{Metrics, RunState},
-    },
+    train::run::{Metrics, RunState},
 };
 
 /// The tie model of the spec, checked.

@@ -14,11 +14,8 @@ use crate::{
     model::{weights::TensorMap, Llama},
     peft::merge_lora,
     registry::VersionKind,
-    sft::{Example, SftConfig},
-    train::{
-        run::{Metrics, RunState},
-        sft::{pack, SftTask},
-    },
+    sft::{pack, Example, SftConfig, SftTask},
+    train::run::{Metrics, RunState},
 };
 
 /// The policy's supervised fit on one backend.

@@ -1,11 +1,8 @@
-//! Training runs: the shared loop ([`run`]), its schedule, batch order, checkpoints and out-of-memory fallback,
-//! and the stages built on it (reward model, SFT and continued pretraining).
+//! Training runs: the shared loop ([`run`]), its schedule, batch order, checkpoints and out-of-memory fallback.
+//! The tasks that run on it live with their methods: [`crate::rm`], [`crate::sft`], [`crate::dpo`].
 
 pub mod checkpoint;
-pub mod dpo;
 pub mod oom;
-pub mod rm;
 pub mod run;
 pub mod schedule;
-pub mod sft;
 pub mod split;

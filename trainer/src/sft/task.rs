@@ -3,11 +3,11 @@
 
 use burn::{optim::GradientsParams, tensor::backend::Backend};
 
-use super::run::{Metrics, Task};
+use crate::train::run::{Metrics, Task};
 use crate::{
     backend::{Infer, Train, TrainBackend},
     model::{Layout, Llama},
-    sft::{batch, token_cross_entropy, Example},
+    sft::objective::{batch, token_cross_entropy, Example},
 };
 
 /// Next-token training of a policy on [`Example`]s with a held-out set, on training backend `B`.

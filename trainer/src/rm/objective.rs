@@ -6,7 +6,7 @@
 
 use burn::{
     module::AutodiffModule,
-    optim::{GradientsParams, Optimizer},
+    optim::GradientsParams,
     tensor::{backend::Backend, Int, Tensor, TensorData},
 };
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     backend::{Infer, Train, TrainBackend},
     rl::losses::{comparison_loss, TieModel},
-    rm::RewardModel,
+    rm::model::RewardModel,
 };
 
 /// One preference: two full sequences (prompt + answer) of which `better` was ranked higher.
@@ -229,18 +229,6 @@ pub fn group_gradients<B: TrainBackend>(
     let (loss, stats) = group_loss(model, groups, cfg, &device);
     let grads = GradientsParams::from_grads(loss.mul_scalar(share).backward(), model);
     (grads, stats)
-}
-
-/// One optimisation step on `pairs`; returns the updated model.
-pub fn train_step(
-    model: RewardModel<Train>,
-    optim: &mut RmOptimizer,
-    pairs: &[Pair],
-    cfg: &RmTrainConfig,
-) -> (RewardModel<Train>, StepStats) {
-    let groups: Vec<RankGroup> = pairs.iter().map(RankGroup::from_pair).collect();
-    let (grads, stats) = group_gradients(&model, &groups, cfg, 1.0);
-    (optim.step(cfg.lr, model, grads), stats)
 }
 
 /// Loss, accuracy, margin and reward statistics of `groups` without gradients, `chunk` groups at a time.

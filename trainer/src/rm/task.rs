@@ -4,11 +4,10 @@ use std::marker::PhantomData;
 
 use burn::optim::GradientsParams;
 
-use super::run::{Metrics, Task};
+use crate::train::run::{Metrics, Task};
 use crate::{
     backend::{Infer, Train, TrainBackend},
-    rm::RewardModel,
-    rm_train::{evaluate, group_gradients, RankGroup, RmTrainConfig, StepStats},
+    rm::{evaluate, group_gradients, RankGroup, RewardModel, RmTrainConfig, StepStats},
 };
 
 /// Reward-model training on [`RankGroup`]s with a held-out set, on training backend `B`.

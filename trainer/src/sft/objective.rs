@@ -3,7 +3,6 @@
 
 use burn::{
     module::AutodiffModule,
-    optim::{GradientsParams, Optimizer},
     tensor::{backend::Backend, Int, Tensor, TensorData},
 };
 use serde::{Deserialize, Serialize};
@@ -107,23 +106,6 @@ pub type PolicyOptimizer = crate::optim::ClippedAdamW<Llama<Train>, Train>;
 /// AdamW (betas 0.9/0.999, eps 1e-8) with gradient-norm clipping.
 pub fn optimizer(cfg: &SftConfig) -> PolicyOptimizer {
     crate::optim::adamw(cfg.weight_decay, cfg.clip_norm)
-}
-
-/// One optimisation step; returns the updated model and the batch loss.
-pub fn train_step(
-    model: Llama<Train>,
-    optim: &mut PolicyOptimizer,
-    examples: &[Example],
-    cfg: &SftConfig,
-) -> (Llama<Train>, f32) {
-    let device = crate::backend::default_device();
-    let (inputs, targets, mask) = batch::<Train>(examples, cfg.pad_id, &device);
-    let b = inputs.dims()[0];
-    let logits = model.forward(inputs, &Layout::unpadded(b), None);
-    let l = token_cross_entropy(logits, targets, mask);
-    let value = l.clone().into_data().to_vec::<f32>().expect("f32")[0];
-    let grads = GradientsParams::from_grads(l.backward(), &model);
-    (optim.step(cfg.lr, model, grads), value)
 }
 
 /// The inference copy of a training model.

@@ -6,10 +6,10 @@ use burn::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::run::{Metrics, Task};
+use crate::train::run::{Metrics, Task};
 use crate::{
     backend::{Infer, Train, TrainBackend},
-    dpo::{reference_logps, DpoPair},
+    dpo::objective::{reference_logps, DpoPair},
     model::Llama,
     rl::losses::dpo_loss,
     sft::{sequence_logps, Example},
