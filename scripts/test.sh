@@ -17,6 +17,23 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     || { $sudo_cmd apt-get update >/dev/null && $sudo_cmd apt-get install -y chromium chromium-driver >/dev/null; }
 fi
 
+# The GPU code paths run on a Vulkan device: Mesa's lavapipe (a Vulkan 1.3 driver on the CPU) where there is no
+# GPU. Those tests must run: a missing Vulkan device is a failure, not a skip.
+if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1; then
+  log "installing mesa-vulkan-drivers (lavapipe) and libvulkan1 (the GPU-backend tests)"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo_cmd apt-get install -y mesa-vulkan-drivers libvulkan1 >/dev/null \
+    || { $sudo_cmd apt-get update >/dev/null && $sudo_cmd apt-get install -y mesa-vulkan-drivers libvulkan1 >/dev/null; }
+fi
+export ALIGNBOX_REQUIRE_VULKAN=1
+# The Vulkan loader wants a runtime directory (it prints an error per device query without one).
+if [ -z "${XDG_RUNTIME_DIR:-}" ] || [ ! -d "$XDG_RUNTIME_DIR" ]; then
+  XDG_RUNTIME_DIR=$(mktemp -d)
+  export XDG_RUNTIME_DIR
+fi
+
 # The SmolLM2 tests must run: a missing model is a failure, not a skip.
 ALIGNBOX_SMOLLM2_GGUF=$(scripts/fetch-default-model.sh models-cache)
 export ALIGNBOX_SMOLLM2_GGUF ALIGNBOX_REQUIRE_MODELS=1

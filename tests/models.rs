@@ -116,6 +116,45 @@ fn serve_registers_the_default_model_and_generate_answers_paris() {
     assert!(out.contains("Paris"), "{out}");
 }
 
+/// Whether a Vulkan device exists (lavapipe in CI, which sets `ALIGNBOX_REQUIRE_VULKAN` to make its absence a
+/// failure instead of a skip).
+fn vulkan_present() -> bool {
+    match trainer::device::DeviceRequest::Vulkan(0).resolve() {
+        Ok(_) => true,
+        Err(e) => {
+            assert!(std::env::var_os("ALIGNBOX_REQUIRE_VULKAN").is_none(), "no Vulkan device: {e}");
+            eprintln!("skipping: {e}");
+            false
+        }
+    }
+}
+
+#[test]
+fn generate_on_vulkan_prints_the_cpus_text_and_healthz_names_the_device() {
+    let Some(gguf) = smollm2() else { return };
+    if !vulkan_present() {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let server =
+        Server::start_with(data.path(), &["--default-model", gguf.to_str().unwrap(), "--device", "vulkan"]);
+    let status: serde_json::Value = ureq::get(&server.url("/healthz")).call().unwrap().into_json().unwrap();
+    assert_eq!(status["backend"], "wgpu", "{status}");
+    assert_eq!(status["device"]["id"], "vulkan:0", "{status}");
+    let metrics = ureq::get(&server.url("/metrics")).call().unwrap().into_string().unwrap();
+    assert!(metrics.contains("alignbox_device_info{device=\"vulkan:0\""), "{metrics}");
+    let (ok, _) = server.terminate();
+    assert!(ok);
+    let prompt = ["generate", "-p", "What is the capital of France?", "--greedy", "--max-new-tokens", "12"];
+    let (ok, cpu, err) = run(&[&prompt[..], &["--device", "cpu"]].concat(), data.path());
+    assert!(ok, "{err}");
+    let (ok, gpu, err) = run(&[&prompt[..], &["--device", "vulkan"]].concat(), data.path());
+    assert!(ok, "{err}");
+    eprintln!("cpu: {cpu}vulkan: {gpu}");
+    assert_eq!(cpu, gpu, "greedy text differs between the CPU and Vulkan");
+    assert!(cpu.contains("Paris"), "{cpu}");
+}
+
 #[test]
 fn the_default_policy_answers_new_prompts_with_k_candidates() {
     let data = tempfile::tempdir().unwrap();

@@ -13,8 +13,33 @@ fn healthz_reports_version_backend_and_store() {
     let server = Server::start(dir.path());
     let body: serde_json::Value = ureq::get(&server.url("/healthz")).call().unwrap().into_json().unwrap();
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
-    assert!(["cpu-flex", "cuda"].contains(&body["backend"].as_str().unwrap()), "{body}");
+    // `auto`: the CPU here, a CUDA device where the driver has one; never a software Vulkan device.
+    let device = body["device"]["id"].as_str().unwrap();
+    match body["backend"].as_str().unwrap() {
+        "cpu-flex" => assert_eq!(device, "cpu", "{body}"),
+        "cuda" => assert!(device.starts_with("cuda:"), "{body}"),
+        other => panic!("backend {other} under --device auto: {body}"),
+    }
+    assert!(!body["device"]["name"].as_str().unwrap().is_empty(), "{body}");
+    assert!(body["device"]["memory_total"].as_u64().unwrap() > 0, "{body}");
     assert!(body["store_bytes"].as_u64().is_some(), "{body}");
+}
+
+#[test]
+fn a_device_that_is_not_there_or_not_a_device_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for (device, says) in
+        [("tpu", "expected auto, cpu, cuda[:N] or vulkan[:N]"), ("vulkan:7", "--device vulkan:7: ")]
+    {
+        let out = alignbox()
+            .args(["generate", "-p", "hi", "--data-dir"])
+            .arg(dir.path())
+            .args(["--device", device])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "--device {device}: {err}");
+    }
 }
 
 #[test]

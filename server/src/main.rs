@@ -21,6 +21,10 @@ fn main() -> ExitCode {
     trainer::alloc::keep_freed_memory();
     let cli = cli::Cli::parse();
     logging::init(cli.log_format);
+    if let Err(e) = ops::select_device(cli.device) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         cli::Command::Serve(args) => web::serve::run(args),
         cli::Command::Bench(cli::BenchCommand::Http(args)) => web::bench_http::run(args),

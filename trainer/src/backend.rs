@@ -1,40 +1,38 @@
-//! The compute backend this build of alignbox runs on.
+//! The backends the trainer names by type. Everything is generic over [`burn::tensor::backend::Backend`]; the
+//! device is chosen at run time ([`crate::device`]) and [`crate::with_backend!`] picks the backend type from it.
+//! The aliases here are the CPU's, used where the CPU is meant (tests, CPU benchmarks, the default device).
 
-/// The inference backend: burn-flex on the CPU by default, burn-cuda with the `cuda` feature.
-#[cfg(not(any(feature = "cuda", feature = "ndarray")))]
-pub type Infer = burn::backend::Flex<f32>;
-/// The inference backend: burn-ndarray on the CPU (the `ndarray` feature, for backend comparisons).
-#[cfg(all(feature = "ndarray", not(feature = "cuda")))]
+/// The CPU inference backend: burn-flex (burn-ndarray with the `ndarray` feature, for backend comparisons).
+#[cfg(not(feature = "ndarray"))]
+pub type Infer = crate::device::Cpu;
+/// The CPU inference backend: burn-ndarray (the `ndarray` feature, for backend comparisons).
+#[cfg(feature = "ndarray")]
 pub type Infer = burn::backend::NdArray<f32>;
-/// The inference backend: burn-flex on the CPU by default, burn-cuda with the `cuda` feature.
-#[cfg(feature = "cuda")]
-pub type Infer = burn::backend::Cuda<f32>;
 
-/// The training backend: the inference backend with automatic differentiation.
+/// The CPU training backend: the inference backend with automatic differentiation.
 pub type Train = burn::backend::Autodiff<Infer>;
 
-/// The training backend with gradient checkpointing: element-wise (memory-bound) results are recomputed in the
-/// backward pass instead of being kept (burn's balanced strategy).
+/// The CPU training backend with gradient checkpointing: element-wise (memory-bound) results are recomputed in
+/// the backward pass instead of being kept (burn's balanced strategy).
 pub type TrainCheckpointed =
     burn::backend::Autodiff<Infer, burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing>;
 
-/// A training backend over [`Infer`]: [`Train`] or [`TrainCheckpointed`].
-pub trait TrainBackend: burn::tensor::backend::AutodiffBackend<InnerBackend = Infer> {}
+/// A training backend: any backend with automatic differentiation (on any device, with or without
+/// checkpointing).
+pub trait TrainBackend: burn::tensor::backend::AutodiffBackend {}
 
-impl<B: burn::tensor::backend::AutodiffBackend<InnerBackend = Infer>> TrainBackend for B {}
+impl<B: burn::tensor::backend::AutodiffBackend> TrainBackend for B {}
 
-/// A short human-readable name of the backend, shown in logs, `/healthz` and benchmark output.
+/// A short name of the CPU backend, shown in benchmark output.
 pub fn name() -> &'static str {
-    if cfg!(feature = "cuda") {
-        "cuda"
-    } else if cfg!(feature = "ndarray") {
+    if cfg!(feature = "ndarray") {
         "cpu-ndarray"
     } else {
         "cpu-flex"
     }
 }
 
-/// The default device of the backend.
+/// The CPU device.
 pub fn default_device() -> burn::tensor::Device<Infer> {
     Default::default()
 }

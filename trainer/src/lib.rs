@@ -9,6 +9,7 @@ pub use burn;
 pub mod alloc;
 pub mod backend;
 pub mod bench;
+pub mod device;
 pub mod dpo;
 pub mod eval;
 pub mod generate;

@@ -132,13 +132,30 @@ pub struct JobDetail {
     pub charts: Vec<Chart>,
 }
 
+/// The compute device as the dashboard, `/healthz` and `/metrics` show it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceView {
+    /// `cpu`, `cuda:0`, `vulkan:0`.
+    pub id: String,
+    /// The hardware's name (`NVIDIA H200`, `llvmpipe (LLVM 15.0.6, 256 bits)`, the CPU model).
+    pub name: String,
+    /// Memory the device has, in bytes, when known.
+    pub memory_total: Option<u64>,
+    /// Memory in use, in bytes, when known (CUDA: total − free as the driver reports; CPU: this process's
+    /// resident set).
+    pub memory_used: Option<u64>,
+}
+
 /// What `/healthz` and the home page's status check report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
     /// The alignbox version (the workspace version).
     pub version: String,
-    /// The compute backend the trainer was built for (`cpu-flex` or `cuda`).
+    /// The compute backend in use (`cpu-flex`, `cuda`, `wgpu`).
     pub backend: String,
+    /// The device training and sampling run on, with its memory.
+    #[serde(default)]
+    pub device: DeviceView,
     /// Seconds since `serve` started.
     pub uptime_s: u64,
     /// Bytes the store occupies on disk.

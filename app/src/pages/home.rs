@@ -13,9 +13,12 @@ pub fn HomePage() -> impl IntoView {
     let answer = move || match check.value().get() {
         None => "not checked yet".to_string(),
         Some(Ok(s)) => format!(
-            "alignbox {} on {}, up {} s, store {} bytes, policy {}",
+            "alignbox {} on {} ({} {}{}), up {} s, store {} bytes, policy {}",
             s.version,
             s.backend,
+            s.device.id,
+            s.device.name,
+            s.device.memory_total.map(|t| format!(", {} MiB", t >> 20)).unwrap_or_default(),
             s.uptime_s,
             s.store_bytes,
             s.policy.as_deref().unwrap_or("none")

@@ -30,6 +30,8 @@ pub trait Control: Send + Sync {
     fn rollback(&self, by: &str) -> Result<String, ControlError>;
     /// The current policy (candidates and `current` chat completions come from it).
     fn current_policy(&self) -> Option<String>;
+    /// The compute device and its memory now.
+    fn device(&self) -> types::views::DeviceView;
 }
 
 /// Shared state of a running server, provided to every server function as context.
@@ -59,6 +61,7 @@ impl ServerContext {
         StatusReport {
             version: env!("CARGO_PKG_VERSION").to_string(),
             backend: self.backend.to_string(),
+            device: self.control.device(),
             uptime_s: self.started.elapsed().as_secs(),
             store_bytes: self.store.size_on_disk(),
             policy: self.control.current_policy().or_else(|| self.policy.clone()),

@@ -16,6 +16,11 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 
+    /// Where training and sampling compute: `auto` (a CUDA device when the driver has one, else the CPU), `cpu`,
+    /// `cuda[:N]`, `vulkan[:N]` (Metal or DX12 where the platform has those instead).
+    #[arg(long, global = true, env = "ALIGNBOX_DEVICE", default_value = "auto")]
+    pub device: trainer::device::DeviceRequest,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -1,8 +1,8 @@
-//! `alignbox generate`: one prompt through a stored policy.
+//! `alignbox generate`: one prompt through a stored policy, on the process's device.
 
 use anyhow::{bail, Context};
 use trainer::{
-    backend::{default_device, Infer},
+    burn::tensor::backend::Backend,
     generate::{generate, GenerateConfig, SamplingConfig},
     registry::Registry,
 };
@@ -11,6 +11,11 @@ use crate::cli::GenerateArgs;
 
 /// Runs the command.
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
+    trainer::with_backend!(super::compute_device::current(), B, dev => run_on::<B>(&args, dev))
+}
+
+/// [`run`] on backend `B`.
+fn run_on<B: Backend>(args: &GenerateArgs, device: &B::Device) -> anyhow::Result<()> {
     let reg = Registry::new(&args.data.data_dir);
     let id = match args.model.clone().or(reg.default_id()?) {
         Some(id) => id,
@@ -19,8 +24,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             args.data.data_dir.display()
         ),
     };
-    let device = default_device();
-    let (model, tok) = reg.load_policy::<Infer>(&id, &device)?;
+    let (model, tok) = reg.load_policy::<B>(&id, device)?;
     let prompt = if args.raw { tok.encode(&args.prompt, true)? } else { tok.chat_prompt(&args.prompt)? };
     if prompt.is_empty() {
         bail!("the prompt encodes to no tokens");
@@ -34,13 +38,13 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         pad_id: tok.pad_id(&model.config.eos_token_ids),
     };
     let prompts = vec![prompt; args.num.max(1)];
-    let out = generate(&model, &prompts, &cfg, &device);
+    let out = generate(&model, &prompts, &cfg, device);
     for (i, prompt_ids) in prompts.iter().enumerate() {
         let text = tok.decode(&out.tokens[i], true).context("decoding")?;
         if args.json {
             let line = serde_json::json!({
                 "model": id, "text": text, "prompt_ids": prompt_ids, "tokens": out.tokens[i], "logprobs": out.logprobs[i],
-                "finished": out.finished[i], "seed": args.seed,
+                "finished": out.finished[i], "seed": args.seed, "device": super::compute_device::current().to_string(),
             });
             println!("{line}");
         } else {

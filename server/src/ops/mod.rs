@@ -11,6 +11,7 @@ mod bundle;
 mod candidates;
 pub mod cli;
 mod command;
+mod compute_device;
 mod demo;
 mod env;
 mod evaluate;
@@ -25,6 +26,9 @@ mod users;
 
 pub use answerer::{Answerer, SampleConfig};
 pub use command::{check, estimate_line, JobCommand};
+pub use compute_device::{
+    backend_name as device_backend, current as device, select as select_device, view as device_view,
+};
 pub use env::{Cancelled, Env, Report};
 use types::JobResult;
 pub use users::ensure_admin;

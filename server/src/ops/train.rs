@@ -15,7 +15,8 @@ use crate::cli::{DecayArg, TiesArg, TrainArgs, TrainCommand, TrainPpoArgs, Train
 /// Runs a training stage in `env` and returns the stored version.
 pub fn run_in(cmd: TrainCommand, env: &Env) -> anyhow::Result<JobResult> {
     let runs = env.data_dir.join("runs");
-    let stage_env = StageEnv { reg: &env.reg, runs_dir: &runs, observer: env };
+    let stage_env =
+        StageEnv { reg: &env.reg, runs_dir: &runs, observer: env, device: super::compute_device::current() };
     let source = StoreSource { store: &env.store };
     let out = match &cmd {
         TrainCommand::Rm(a) => stages::rm::run(&rm_spec(a)?, &source, &stage_env),

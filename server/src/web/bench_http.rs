@@ -96,7 +96,7 @@ fn start_server(
     let ctx = app::ssr::ServerContext {
         store: store.clone(),
         started: Instant::now(),
-        backend: trainer::backend::name(),
+        backend: crate::ops::device_backend(crate::ops::device()),
         policy: None,
         overlap: 2,
         secure_cookies: false,

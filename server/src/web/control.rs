@@ -245,4 +245,8 @@ impl app::ssr::Control for ServerControl {
     fn current_policy(&self) -> Option<String> {
         self.reg.default_id().ok().flatten()
     }
+
+    fn device(&self) -> types::views::DeviceView {
+        crate::ops::device_view()
+    }
 }

@@ -65,7 +65,7 @@ async fn serve(
     let ctx = app::ssr::ServerContext {
         store: db.clone(),
         started: Instant::now(),
-        backend: trainer::backend::name(),
+        backend: crate::ops::device_backend(crate::ops::device()),
         policy,
         overlap: args.overlap.max(1),
         secure_cookies: args.secure_cookies,
@@ -77,7 +77,7 @@ async fn serve(
         }),
     };
     let state = AppState { leptos: router::leptos_options(addr), ctx, site, serving: Default::default() };
-    tracing::info!(%addr, data_dir = %data.root().display(), backend = trainer::backend::name(), policy = ?state.ctx.policy, "serving");
+    tracing::info!(%addr, data_dir = %data.root().display(), backend = crate::ops::device_backend(crate::ops::device()), device = %crate::ops::device(), device_name = %crate::ops::device_view().name, policy = ?state.ctx.policy, "serving");
     let app = router::build(state);
     // The one line on stdout: scripts and tests read the address from it.
     println!("alignbox listening on http://{addr}");

@@ -1,10 +1,10 @@
 //! Direct preference optimisation from the same rankings: the policy is pushed to raise
 //! β·[(log π(w) − log π_ref(w)) − (log π(l) − log π_ref(l))]; reference log-probs are computed once.
 
+use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    backend::Infer,
     model::Llama,
     sft::{sequence_logps, Example},
 };
@@ -41,17 +41,20 @@ fn halves(pairs: &[DpoPair]) -> Vec<Example> {
 }
 
 /// Reference log-probs (chosen, rejected) of every pair, computed once before training.
-pub fn reference_logps(reference: &Llama<Infer>, pairs: &[DpoPair], pad_id: u32) -> Vec<(f32, f32)> {
-    let device = crate::backend::default_device();
-    let lp =
-        sequence_logps(reference, &halves(pairs), pad_id, &device).into_data().to_vec::<f32>().expect("f32");
+pub fn reference_logps<B: Backend>(reference: &Llama<B>, pairs: &[DpoPair], pad_id: u32) -> Vec<(f32, f32)> {
+    let device = reference.embed_tokens.device();
+    let lp = sequence_logps(reference, &halves(pairs), pad_id, &device)
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .expect("f32");
     let n = pairs.len();
     (0..n).map(|i| (lp[i], lp[n + i])).collect()
 }
 
 /// Implicit-reward accuracy and mean margin of `pairs` under `policy` against the reference log-probs.
-pub fn evaluate(
-    policy: &Llama<Infer>,
+pub fn evaluate<B: Backend>(
+    policy: &Llama<B>,
     pairs: &[DpoPair],
     reference: &[(f32, f32)],
     cfg: &DpoConfig,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::train::run::{Metrics, Task};
 use crate::{
-    backend::{Infer, Train, TrainBackend},
+    backend::{Train, TrainBackend},
     dpo::objective::{reference_logps, DpoPair},
     model::Llama,
     rl::losses::dpo_loss,
@@ -27,8 +27,8 @@ pub struct DpoItem {
 }
 
 /// Attaches reference log-probs to `pairs`, `chunk` pairs per forward pass.
-pub fn with_reference(
-    reference: &Llama<Infer>,
+pub fn with_reference<B: burn::tensor::backend::Backend>(
+    reference: &Llama<B>,
     pairs: Vec<DpoPair>,
     pad_id: u32,
     chunk: usize,
@@ -118,7 +118,7 @@ impl<B: TrainBackend> Task for DpoTask<B> {
         batch.sort_by_key(|i| i.pair.prompt.len() + i.pair.chosen.len().max(i.pair.rejected.len()));
     }
 
-    fn evaluate(&self, model: &Llama<Infer>) -> Metrics {
+    fn evaluate(&self, model: &Llama<B::InnerBackend>) -> Metrics {
         if self.eval.is_empty() {
             return Metrics::new();
         }

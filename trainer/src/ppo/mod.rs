@@ -26,7 +26,7 @@ use rollout::{answer_logits, answer_logprobs, answer_values, host_rows, scores, 
 pub use update::UpdateStats;
 
 use crate::{
-    backend::{Infer, Train},
+    backend::TrainBackend,
     generate::{generate, GenerateConfig, SamplingConfig},
     model::Llama,
     rl::kl::KlController,
@@ -140,15 +140,15 @@ pub struct IterationStats {
 }
 
 /// Frozen roles an iteration reads.
-pub struct Frozen<'a> {
+pub struct Frozen<'a, B: Backend> {
     /// The reference policy (the base with adapters off, or a frozen copy).
-    pub reference: &'a Llama<Infer>,
+    pub reference: &'a Llama<B>,
     /// The reward model.
-    pub reward: &'a RewardModel<Infer>,
+    pub reward: &'a RewardModel<B>,
 }
 
 /// Samples answers to `prompts` from `actor` (with `seed`).
-pub fn sample(actor: &Llama<Infer>, prompts: &[Vec<u32>], cfg: &PpoConfig, seed: u64) -> Samples {
+pub fn sample<B: Backend>(actor: &Llama<B>, prompts: &[Vec<u32>], cfg: &PpoConfig, seed: u64) -> Samples {
     let gen = GenerateConfig {
         max_new_tokens: cfg.max_new_tokens,
         sampling: SamplingConfig { temperature: cfg.temperature, top_k: 0, top_p: 1.0 },
@@ -156,7 +156,7 @@ pub fn sample(actor: &Llama<Infer>, prompts: &[Vec<u32>], cfg: &PpoConfig, seed:
         stop_ids: cfg.stop_ids.clone(),
         pad_id: cfg.pad_id,
     };
-    let out = generate(actor, prompts, &gen, &crate::backend::default_device());
+    let out = generate(actor, prompts, &gen, &actor.embed_tokens.device());
     Samples {
         prompts: prompts.to_vec(),
         responses: out.tokens,
@@ -166,15 +166,15 @@ pub fn sample(actor: &Llama<Infer>, prompts: &[Vec<u32>], cfg: &PpoConfig, seed:
 }
 
 /// One PPO iteration on `prompts`: rollout, experience, update. `kl` is updated with the observed KL.
-pub fn iteration<O: Optimizer<ActorCritic<Train>, Train>>(
-    model: ActorCritic<Train>,
+pub fn iteration<B: TrainBackend, O: Optimizer<ActorCritic<B>, B>>(
+    model: ActorCritic<B>,
     optim: &mut O,
     prompts: &[Vec<u32>],
-    frozen: &Frozen,
+    frozen: &Frozen<B::InnerBackend>,
     cfg: &PpoConfig,
     kl: &mut KlController,
     rng: &mut Rng,
-) -> (ActorCritic<Train>, IterationStats) {
+) -> (ActorCritic<B>, IterationStats) {
     assert!(cfg.temperature > 0.0, "PPO samples with a temperature > 0");
     let mut phases = Phases::default();
     let clock = Instant::now();

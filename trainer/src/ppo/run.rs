@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{iteration, ActorCritic, Frozen, IterationStats, PpoConfig};
 use crate::{
-    backend::{Infer, Train},
+    backend::TrainBackend,
     model::Llama,
     peft::without_adapters,
     rl::kl::KlController,
@@ -59,18 +59,18 @@ pub struct PpoState {
 /// Runs PPO from `model` (or from the checkpoint in `run_dir`). The reference is `reference` when given (full
 /// fine-tuning: the frozen starting policy), else the actor with its adapters switched off.
 #[allow(clippy::too_many_arguments)]
-pub fn run<O: Optimizer<ActorCritic<Train>, Train>>(
-    model: ActorCritic<Train>,
+pub fn run<B: TrainBackend, O: Optimizer<ActorCritic<B>, B>>(
+    model: ActorCritic<B>,
     optim: O,
     prompts: &[Vec<u32>],
-    reward: &RewardModel<Infer>,
-    reference: Option<&Llama<Infer>>,
+    reward: &RewardModel<B::InnerBackend>,
+    reference: Option<&Llama<B::InnerBackend>>,
     cfg: &PpoConfig,
     run: &PpoRunConfig,
     run_dir: Option<&Path>,
     on_iteration: &mut dyn FnMut(&IterationRecord),
     cancelled: &dyn Fn() -> bool,
-) -> Result<(ActorCritic<Train>, PpoState, bool), CheckpointError> {
+) -> Result<(ActorCritic<B>, PpoState, bool), CheckpointError> {
     assert!(!prompts.is_empty(), "no prompts");
     let (mut model, mut optim) = (model, optim);
     let mut state =

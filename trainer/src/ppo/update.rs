@@ -11,7 +11,7 @@ use super::{
     ActorCritic, PpoConfig,
 };
 use crate::{
-    backend::Train,
+    backend::TrainBackend,
     rl::losses::{masked_mean, policy_loss, value_loss},
     rng::Rng,
 };
@@ -44,15 +44,15 @@ fn select(rows: &[Vec<f32>], idx: &[usize]) -> Vec<Vec<f32>> {
 }
 
 /// Runs the update and returns the trained actor-critic.
-pub fn update<O: Optimizer<ActorCritic<Train>, Train>>(
-    mut model: ActorCritic<Train>,
+pub fn update<B: TrainBackend, O: Optimizer<ActorCritic<B>, B>>(
+    mut model: ActorCritic<B>,
     optim: &mut O,
     exp: &Experience,
     batch: &SeqBatch,
     cfg: &PpoConfig,
     rng: &mut Rng,
-) -> (ActorCritic<Train>, UpdateStats) {
-    let device = crate::backend::default_device();
+) -> (ActorCritic<B>, UpdateStats) {
+    let device = model.actor.embed_tokens.device();
     let n = exp.len();
     let mb = n.div_ceil(cfg.minibatches.max(1)).max(1);
     let mut stats = UpdateStats::default();
@@ -63,7 +63,7 @@ pub fn update<O: Optimizer<ActorCritic<Train>, Train>>(
         }
         for idx in order.chunks(mb) {
             let sub = batch.rows(idx);
-            let t = |rows: &[Vec<f32>]| rows_tensor::<Train>(&select(rows, idx), &device);
+            let t = |rows: &[Vec<f32>]| rows_tensor::<B>(&select(rows, idx), &device);
             let mask = t(&exp.mask);
             let logits = answer_logits(&model.actor, &sub, cfg.temperature);
             let ent = scalar(masked_mean(entropy(logits.clone().detach()), mask.clone()));

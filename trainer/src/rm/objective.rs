@@ -232,13 +232,13 @@ pub fn group_gradients<B: TrainBackend>(
 }
 
 /// Loss, accuracy, margin and reward statistics of `groups` without gradients, `chunk` groups at a time.
-pub fn evaluate(
-    model: &RewardModel<Infer>,
+pub fn evaluate<B: Backend>(
+    model: &RewardModel<B>,
     groups: &[RankGroup],
     cfg: &RmTrainConfig,
     chunk: usize,
 ) -> StepStats {
-    let device = crate::backend::default_device();
+    let device = model.score.weight.device();
     let (mut loss_w, mut weight, mut right, mut margin, mut n) = (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0usize);
     let (mut rewards_sum, mut rewards_sq, mut answers) = (0.0f64, 0.0f64, 0usize);
     for part in groups.chunks(chunk.max(1)) {
@@ -269,12 +269,12 @@ pub fn evaluate(
 }
 
 /// Share of `pairs` the model orders correctly (evaluated without gradients, `chunk` pairs at a time).
-pub fn accuracy(model: &RewardModel<Infer>, pairs: &[Pair], pad_id: u32, chunk: usize) -> f64 {
-    let device = crate::backend::default_device();
+pub fn accuracy<B: Backend>(model: &RewardModel<B>, pairs: &[Pair], pad_id: u32, chunk: usize) -> f64 {
+    let device = model.score.weight.device();
     let mut right = 0usize;
     for part in pairs.chunks(chunk.max(1)) {
-        let (tokens, lengths) = batch::<Infer>(part, pad_id, &device);
-        let s = model.forward(tokens, &lengths).into_data().to_vec::<f32>().expect("f32");
+        let (tokens, lengths) = batch::<B>(part, pad_id, &device);
+        let s = model.forward(tokens, &lengths).into_data().convert::<f32>().to_vec::<f32>().expect("f32");
         let n = part.len();
         right += (0..n).filter(|&i| s[i] > s[n + i]).count();
     }

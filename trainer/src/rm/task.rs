@@ -6,7 +6,7 @@ use burn::optim::GradientsParams;
 
 use crate::train::run::{Metrics, Task};
 use crate::{
-    backend::{Infer, Train, TrainBackend},
+    backend::{Train, TrainBackend},
     rm::{evaluate, group_gradients, RankGroup, RewardModel, RmTrainConfig, StepStats},
 };
 
@@ -67,7 +67,7 @@ impl<B: TrainBackend> Task for RmTask<B> {
         batch.sort_by_key(|g| g.sequences.iter().map(Vec::len).max().unwrap_or(0));
     }
 
-    fn evaluate(&self, model: &RewardModel<Infer>) -> Metrics {
+    fn evaluate(&self, model: &RewardModel<B::InnerBackend>) -> Metrics {
         if self.eval.is_empty() {
             return Metrics::new();
         }

@@ -5,7 +5,7 @@ use burn::{optim::GradientsParams, tensor::backend::Backend};
 
 use crate::train::run::{Metrics, Task};
 use crate::{
-    backend::{Infer, Train, TrainBackend},
+    backend::{Train, TrainBackend},
     model::{Layout, Llama},
     sft::objective::{batch, token_cross_entropy, Example},
 };
@@ -79,11 +79,11 @@ impl<B: TrainBackend> Task for SftTask<B> {
         batch.sort_by_key(|e| e.prompt.len() + e.answer.len());
     }
 
-    fn evaluate(&self, model: &Llama<Infer>) -> Metrics {
+    fn evaluate(&self, model: &Llama<B::InnerBackend>) -> Metrics {
         if self.eval.is_empty() {
             return Metrics::new();
         }
-        let device = crate::backend::default_device();
+        let device = model.embed_tokens.device();
         let mut sorted = self.eval.clone();
         self.arrange(&mut sorted);
         let (mut sum, mut tokens) = (0.0, 0usize);

@@ -3,7 +3,6 @@
 
 use super::{Observer, StageError};
 use crate::{
-    backend::Infer,
     eval::{distinct_n, pearson, wilson},
     model::Llama,
     ppo::{
@@ -17,16 +16,16 @@ use crate::{
 /// `policy` against `other` on `prompts`, judged by `reward`: one sampled answer of each per prompt (samplers
 /// seeded from `seed`); RM win-rate of `policy` (ties half) with its Wilson interval, mean scores, KL to `other`
 /// per answer, answer length, distinct-1/2, and the correlation of `policy`'s scores with its answer lengths.
-pub fn compare(
-    policy: &Llama<Infer>,
-    other: &Llama<Infer>,
-    reward: &RewardModel<Infer>,
+pub fn compare<B: burn::tensor::backend::Backend>(
+    policy: &Llama<B>,
+    other: &Llama<B>,
+    reward: &RewardModel<B>,
     prompts: &[Vec<u32>],
     cfg: &PpoConfig,
     seed: u64,
     observer: &dyn Observer,
 ) -> Result<Metrics, StageError> {
-    let host = |t: burn::tensor::Tensor<Infer, 1>| t.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+    let host = |t: burn::tensor::Tensor<B, 1>| t.into_data().convert::<f32>().to_vec::<f32>().unwrap();
     let (mut score, mut other_score, mut wins, mut kl) = (0.0, 0.0, 0.0, 0.0);
     let mut answers = Vec::new();
     let (mut answer_scores, mut lengths) = (Vec::new(), Vec::new());

@@ -1,7 +1,7 @@
 //! `train dpo`: the policy on every strict pair of the stored rankings, reference log-probs computed once from
 //! the starting policy, stored as a policy version.
 
-use burn::module::AutodiffModule;
+use burn::{module::AutodiffModule, tensor::backend::Backend};
 use types::JobResult;
 
 use super::{
@@ -10,7 +10,7 @@ use super::{
     DpoSpec, Source, StageEnv, StageError,
 };
 use crate::{
-    backend::{default_device, Infer, TrainBackend},
+    backend::TrainBackend,
     dpo::{with_reference, DpoItem, DpoTask},
     model::{weights::TensorMap, Llama},
     peft::merge_lora,
@@ -28,14 +28,14 @@ struct DpoFit<'a> {
     eval_items: Vec<DpoItem>,
 }
 
-impl Fitter for DpoFit<'_> {
-    type Out = (Llama<Infer>, Metrics, RunState);
+impl<B: Backend> Fitter<B> for DpoFit<'_> {
+    type Out = (Llama<B>, Metrics, RunState);
 
-    fn fit<B: TrainBackend>(self) -> Result<Self::Out, StageError> {
+    fn fit<T: TrainBackend<InnerBackend = B>>(self, device: &T::Device) -> Result<Self::Out, StageError> {
         let fit = self.fit;
-        let policy = fit.policy::<B>(self.tensors)?;
-        let task = DpoTask::<B>::new(self.beta, self.pad, self.eval_items, 8);
-        let optim = crate::optim::adamw::<B, Llama<B>>(fit.args.weight_decay, fit.args.clip);
+        let policy = fit.policy::<T>(self.tensors, device)?;
+        let task = DpoTask::<T>::new(self.beta, self.pad, self.eval_items, 8);
+        let optim = crate::optim::adamw::<T, Llama<T>>(fit.args.weight_decay, fit.args.clip);
         let (policy, metrics, state) =
             train(fit.env, &task, policy, optim, &self.train_items, fit.run, fit.run_dir)?;
         Ok((policy.valid(), metrics, state))
@@ -44,9 +44,17 @@ impl Fitter for DpoFit<'_> {
 
 /// Runs DPO on `data`'s ranked pairs (reference log-probs computed once) and stores the policy.
 pub fn run(a: &DpoSpec, data: &dyn Source, env: &StageEnv) -> Result<JobResult, StageError> {
+    crate::with_backend!(env.device, B, dev => run_on::<B>(a, data, env, dev))
+}
+
+fn run_on<B: Backend>(
+    a: &DpoSpec,
+    data: &dyn Source,
+    env: &StageEnv,
+    device: &B::Device,
+) -> Result<JobResult, StageError> {
     let args = &a.train;
     let mut s = setup(env, args, "dpo", 1e-6)?;
-    let device = default_device();
     let eos = s.tokenizer.eos(&s.config.eos_token_ids);
     let data = snapshot(env, &s.run_dir, || {
         data.dpo_pairs(&s.tokenizer, eos, args.eval_fraction, args.seed, args.max_tokens)
@@ -66,7 +74,7 @@ pub fn run(a: &DpoSpec, data: &dyn Source, env: &StageEnv) -> Result<JobResult, 
     plan(env, args, &s.config, &mut run, seq_len, 2)?;
     let pad = eos.unwrap_or(0);
     // Reference log-probs of every pair, once, from the starting policy.
-    let reference = crate::model::weights::from_tensors::<Infer>(&s.config, s.tensors.clone(), &device)?;
+    let reference = crate::model::weights::from_tensors::<B>(&s.config, s.tensors.clone(), device)?;
     let train_items = with_reference(&reference, data.train.clone(), pad, run.micro_batch.max(1));
     let eval_items = with_reference(&reference, data.eval.clone(), pad, run.micro_batch.max(1));
     drop(reference);
@@ -79,9 +87,9 @@ pub fn run(a: &DpoSpec, data: &dyn Source, env: &StageEnv) -> Result<JobResult, 
         train_items,
         eval_items,
     };
-    let (policy, metrics, state) = on_backend(args.grad_checkpointing, job)?;
+    let (policy, metrics, state) = on_backend::<B, _>(args.grad_checkpointing, device, job)?;
     let adapter = adapter_of(&policy, args);
-    let policy: Llama<Infer> = merge_lora(policy);
+    let policy: Llama<B> = merge_lora(policy);
     let config = serde_json::json!({"beta": a.beta, "run": run, "lora": args.lora_config(), "max_tokens": args.max_tokens,
             "steps_done": state.step});
     let lineage = s.lineage("train dpo", &data, config, &metrics);

@@ -1,5 +1,5 @@
-//! Where a stage runs: the registry it reads the base from and stores its result in, the runs directory, and
-//! the observer that sees its progress and can ask it to stop.
+//! Where a stage runs: the registry it reads the base from and stores its result in, the runs directory, the
+//! observer that sees its progress and can ask it to stop, and the device.
 
 use std::path::PathBuf;
 
@@ -28,6 +28,8 @@ pub struct StageEnv<'a> {
     pub runs_dir: &'a std::path::Path,
     /// Progress and cancellation.
     pub observer: &'a dyn Observer,
+    /// The device the stage computes on.
+    pub device: crate::device::Device,
 }
 
 impl StageEnv<'_> {

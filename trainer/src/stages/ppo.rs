@@ -5,7 +5,7 @@
 
 use std::io::Write;
 
-use burn::module::AutodiffModule;
+use burn::{backend::Autodiff, module::AutodiffModule, tensor::backend::Backend};
 use types::JobResult;
 
 use super::{
@@ -14,7 +14,7 @@ use super::{
     Context, PpoSpec, Source, StageEnv, StageError, TrainSpec,
 };
 use crate::{
-    backend::{default_device, Infer, Train},
+    backend::TrainBackend,
     memory::{estimate, mib, ppo_estimate, PlanInput},
     model::Llama,
     peft::{merge_lora, without_adapters},
@@ -95,15 +95,18 @@ fn ppo_memory_line(
     )
 }
 
+/// The trained roles and, with full fine-tuning, the frozen reference on the inner backend.
+type Models<T> = (ActorCritic<T>, Option<Llama<<T as burn::tensor::backend::AutodiffBackend>::InnerBackend>>);
+
 /// Actor and critic (adapters on one frozen base, or full models with a reference copy).
-fn ppo_models(
+fn ppo_models<T: TrainBackend>(
     s: &Setup,
     a: &PpoSpec,
-    device: &burn::tensor::Device<Train>,
+    device: &T::Device,
     tensors: crate::model::weights::TensorMap,
-) -> Result<(ActorCritic<Train>, Option<Llama<Infer>>), StageError> {
+) -> Result<Models<T>, StageError> {
     let args = &a.train;
-    let base = crate::model::weights::from_tensors::<Train>(&s.config, tensors, device)?;
+    let base = crate::model::weights::from_tensors::<T>(&s.config, tensors, device)?;
     Ok(match args.adapters() {
         true => {
             // One frozen base (NF4 with --qlora); the actor and the critic each get their own adapter on it.
@@ -115,7 +118,7 @@ fn ppo_models(
         }
         false => {
             let reference = base.valid();
-            let (critic, _) = s.reg.load_reward_model::<Train>(&a.reward, device)?;
+            let (critic, _) = s.reg.load_reward_model::<T>(&a.reward, device)?;
             (ActorCritic { actor: base, critic }, Some(reference))
         }
     })
@@ -149,17 +152,17 @@ fn ppo_config(a: &PpoSpec, config: &crate::model::LlamaConfig, eos: Option<u32>,
 /// Runs the PPO iterations with progress and the metric log `run_dir/metrics.jsonl` (replayed from the
 /// checkpoint when resuming). A cancelled run saves its checkpoint and returns [`Cancelled`].
 #[allow(clippy::too_many_arguments)]
-fn ppo_fit(
+fn ppo_fit<T: TrainBackend>(
     env: &StageEnv,
     args: &TrainSpec,
     run_dir: &std::path::Path,
-    model: ActorCritic<Train>,
+    model: ActorCritic<T>,
     prompts: &[Vec<u32>],
-    reward: &RewardModel<Infer>,
-    reference: Option<&Llama<Infer>>,
+    reward: &RewardModel<T::InnerBackend>,
+    reference: Option<&Llama<T::InnerBackend>>,
     cfg: &PpoConfig,
     run_cfg: &PpoRunConfig,
-) -> Result<(ActorCritic<Train>, PpoState), StageError> {
+) -> Result<(ActorCritic<T>, PpoState), StageError> {
     let steps = run_cfg.iterations;
     let log_path = run_dir.join("metrics.jsonl");
     let mut log =
@@ -173,7 +176,7 @@ fn ppo_fit(
             env.observer.event(&e, steps);
         }
     }
-    let optim = crate::optim::adamw::<Train, ActorCritic<Train>>(args.weight_decay, args.clip);
+    let optim = crate::optim::adamw::<T, ActorCritic<T>>(args.weight_decay, args.clip);
     let (model, state, cancelled) = run_ppo(
         model,
         optim,
@@ -198,11 +201,20 @@ fn ppo_fit(
 
 /// Runs PPO against the spec's reward model on `data`'s prompts and stores the policy.
 pub fn run(a: &PpoSpec, data: &dyn Source, env: &StageEnv) -> Result<JobResult, StageError> {
+    crate::with_backend!(env.device, B, dev => run_on::<B>(a, data, env, dev))
+}
+
+/// [`run`] on backend `B` (PPO's update on its plain autodiff backend).
+fn run_on<B: Backend>(
+    a: &PpoSpec,
+    data: &dyn Source,
+    env: &StageEnv,
+    device: &B::Device,
+) -> Result<JobResult, StageError> {
     let args = &a.train;
     ensure!(a.temperature > 0.0, "--temperature must be above 0 for PPO");
     let mut s = setup(env, args, "ppo", 3e-6)?;
-    let device = default_device();
-    let (reward, _) = s.reg.load_reward_model::<Infer>(&a.reward, &device)?;
+    let (reward, _) = s.reg.load_reward_model::<B>(&a.reward, device)?;
     if reward.trunk.config.vocab_size != s.config.vocab_size {
         bail!(
             "reward model {} has a vocabulary of {} tokens but the policy {} has {}: they must share a tokenizer",
@@ -225,7 +237,7 @@ pub fn run(a: &PpoSpec, data: &dyn Source, env: &StageEnv) -> Result<JobResult, 
     env.line(ppo_memory_line(a, &s.config, &data.train, reward.trunk.config.num_params()));
 
     let tensors = std::mem::take(&mut s.tensors);
-    let (model, reference) = ppo_models(&s, a, &device, tensors)?;
+    let (model, reference) = ppo_models::<Autodiff<B>>(&s, a, device, tensors)?;
     let cfg = ppo_config(a, &s.config, eos, s.run.lr);
     let run_cfg = PpoRunConfig {
         iterations: args.steps,
@@ -237,7 +249,7 @@ pub fn run(a: &PpoSpec, data: &dyn Source, env: &StageEnv) -> Result<JobResult, 
     let (model, state) =
         ppo_fit(env, args, &s.run_dir, model, &data.train, &reward, reference.as_ref(), &cfg, &run_cfg)?;
 
-    let actor: Llama<Infer> = model.actor.valid();
+    let actor: Llama<B> = model.actor.valid();
     let reference = reference.unwrap_or_else(|| without_adapters(&actor));
     let held_out: Vec<Vec<u32>> = data.eval.iter().take(64).cloned().collect();
     let mut metrics = if held_out.is_empty() {

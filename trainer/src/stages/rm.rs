@@ -2,7 +2,7 @@
 //! comparisons, each answer forwarded once; ties by the chosen model), held-out split by prompt, stored as a
 //! `…ForSequenceClassification` version.
 
-use burn::module::AutodiffModule;
+use burn::{module::AutodiffModule, tensor::backend::Backend};
 use types::JobResult;
 
 use super::{
@@ -11,7 +11,7 @@ use super::{
     RmData, RmSpec, Source, Split, StageEnv, StageError, Ties,
 };
 use crate::{
-    backend::{Infer, TrainBackend},
+    backend::TrainBackend,
     model::weights::TensorMap,
     peft::merge_lora,
     registry::VersionKind,
@@ -47,14 +47,13 @@ struct RmFit<'a> {
     data: &'a Split<RankGroup>,
 }
 
-impl Fitter for RmFit<'_> {
-    type Out = (RewardModel<Infer>, Metrics, RunState);
+impl<B: Backend> Fitter<B> for RmFit<'_> {
+    type Out = (RewardModel<B>, Metrics, RunState);
 
-    fn fit<B: TrainBackend>(self) -> Result<Self::Out, StageError> {
-        let device: burn::tensor::Device<B> = Default::default();
-        let model = RewardModel::new(self.fit.policy::<B>(self.tensors)?, self.head, &device);
-        let task = RmTask::<B>::new(self.cfg.clone(), self.data.eval.clone(), 16);
-        let optim = crate::optim::adamw::<B, RewardModel<B>>(self.cfg.weight_decay, self.cfg.clip_norm);
+    fn fit<T: TrainBackend<InnerBackend = B>>(self, device: &T::Device) -> Result<Self::Out, StageError> {
+        let model = RewardModel::new(self.fit.policy::<T>(self.tensors, device)?, self.head, device);
+        let task = RmTask::<T>::new(self.cfg.clone(), self.data.eval.clone(), 16);
+        let optim = crate::optim::adamw::<T, RewardModel<T>>(self.cfg.weight_decay, self.cfg.clip_norm);
         let fit = self.fit;
         let (model, metrics, state) =
             train(fit.env, &task, model, optim, &self.data.train, fit.run, fit.run_dir)?;
@@ -64,6 +63,15 @@ impl Fitter for RmFit<'_> {
 
 /// Trains a reward model on `data`'s rankings and stores it.
 pub fn run(a: &RmSpec, data: &dyn Source, env: &StageEnv) -> Result<JobResult, StageError> {
+    crate::with_backend!(env.device, B, dev => run_on::<B>(a, data, env, dev))
+}
+
+fn run_on<B: Backend>(
+    a: &RmSpec,
+    data: &dyn Source,
+    env: &StageEnv,
+    device: &B::Device,
+) -> Result<JobResult, StageError> {
     let args = &a.train;
     let mut s = setup(env, args, "rm", 1e-5)?;
     let eos = s.tokenizer.eos(&s.config.eos_token_ids);
@@ -100,7 +108,7 @@ pub fn run(a: &RmSpec, data: &dyn Source, env: &StageEnv) -> Result<JobResult, S
     };
     let fit = Fit { env, config: &s.config, args, run: &run, run_dir: &s.run_dir };
     let job = RmFit { fit: &fit, tensors: std::mem::take(&mut s.tensors), head, cfg: &cfg, data: &data };
-    let (model, metrics, state) = on_backend(args.grad_checkpointing, job)?;
+    let (model, metrics, state) = on_backend::<B, _>(args.grad_checkpointing, device, job)?;
     let model = RewardModel { trunk: merge_lora(model.trunk), score: model.score };
     let config = serde_json::json!({"run": run, "loss": cfg, "lora": args.lora_config(), "max_tokens": args.max_tokens,
         "weight_by_agreement": a.weight_by_agreement, "steps_done": state.step});

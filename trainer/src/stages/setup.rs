@@ -22,20 +22,26 @@ use crate::{
     },
 };
 
-/// A fit generic over the training backend: run on burn's checkpointing backend or the plain one.
-pub trait Fitter {
+/// A fit on device backend `B`, generic over the training backend over it (with or without checkpointing).
+pub trait Fitter<B: Backend> {
     /// What the fit gives back.
     type Out;
-    /// Fits on backend `B`.
-    fn fit<B: TrainBackend>(self) -> Result<Self::Out, StageError>;
+    /// Fits on training backend `T` (whose device is `B`'s).
+    fn fit<T: TrainBackend<InnerBackend = B>>(self, device: &T::Device) -> Result<Self::Out, StageError>;
 }
 
-/// Runs `job` on the checkpointing backend when `checkpointed`, else on the plain training backend.
-pub fn on_backend<F: Fitter>(checkpointed: bool, job: F) -> Result<F::Out, StageError> {
+/// Runs `job` over `B` on `device`: on burn's checkpointing autodiff backend when `checkpointed`, else on the
+/// plain one.
+pub fn on_backend<B: Backend, F: Fitter<B>>(
+    checkpointed: bool,
+    device: &B::Device,
+    job: F,
+) -> Result<F::Out, StageError> {
+    use burn::backend::{autodiff::checkpoint::strategy::BalancedCheckpointing, Autodiff};
     if checkpointed {
-        job.fit::<crate::backend::TrainCheckpointed>()
+        job.fit::<Autodiff<B, BalancedCheckpointing>>(device)
     } else {
-        job.fit::<crate::backend::Train>()
+        job.fit::<Autodiff<B>>(device)
     }
 }
 
@@ -300,10 +306,9 @@ pub struct Fit<'a> {
 }
 
 impl Fit<'_> {
-    /// The policy on backend `B` from the base tensors, with the run's base treatment and adapters.
-    pub fn policy<B: TrainBackend>(&self, tensors: TensorMap) -> Result<Llama<B>, StageError> {
-        let device: burn::tensor::Device<B> = Default::default();
-        let model = crate::model::weights::from_tensors::<B>(self.config, tensors, &device)?;
+    /// The policy on backend `B` (on `device`) from the base tensors, with the run's base treatment and adapters.
+    pub fn policy<B: Backend>(&self, tensors: TensorMap, device: &B::Device) -> Result<Llama<B>, StageError> {
+        let model = crate::model::weights::from_tensors::<B>(self.config, tensors, device)?;
         Ok(adapt(prepare_base(model, self.args), self.args, self.args.seed))
     }
 }

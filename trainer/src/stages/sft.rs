@@ -1,7 +1,7 @@
 //! `train sft` (the stored demonstrations, chat template applied, loss on the answer tokens only) and
 //! `train pretrain` (a text corpus in packed blocks, every token in the loss), stored as policy versions.
 
-use burn::module::AutodiffModule;
+use burn::{module::AutodiffModule, tensor::backend::Backend};
 use types::JobResult;
 
 use super::{
@@ -10,7 +10,7 @@ use super::{
     SftSpec, Source, Split, StageEnv, StageError,
 };
 use crate::{
-    backend::{Infer, TrainBackend},
+    backend::TrainBackend,
     model::{weights::TensorMap, Llama},
     peft::merge_lora,
     registry::VersionKind,
@@ -26,13 +26,13 @@ struct SftFit<'a> {
     data: &'a Split<Example>,
 }
 
-impl Fitter for SftFit<'_> {
-    type Out = (Llama<Infer>, Metrics, RunState);
+impl<B: Backend> Fitter<B> for SftFit<'_> {
+    type Out = (Llama<B>, Metrics, RunState);
 
-    fn fit<B: TrainBackend>(self) -> Result<Self::Out, StageError> {
-        let model = self.fit.policy::<B>(self.tensors)?;
-        let task = SftTask::<B>::new(self.cfg.pad_id, self.data.eval.clone(), 8);
-        let optim = crate::optim::adamw::<B, Llama<B>>(self.cfg.weight_decay, self.cfg.clip_norm);
+    fn fit<T: TrainBackend<InnerBackend = B>>(self, device: &T::Device) -> Result<Self::Out, StageError> {
+        let model = self.fit.policy::<T>(self.tensors, device)?;
+        let task = SftTask::<T>::new(self.cfg.pad_id, self.data.eval.clone(), 8);
+        let optim = crate::optim::adamw::<T, Llama<T>>(self.cfg.weight_decay, self.cfg.clip_norm);
         let fit = self.fit;
         let (model, metrics, state) =
             train(fit.env, &task, model, optim, &self.data.train, fit.run, fit.run_dir)?;
@@ -43,6 +43,15 @@ impl Fitter for SftFit<'_> {
 /// Fine-tunes the policy on `data`'s demonstrations (or continues pretraining on the spec's corpus) and
 /// stores it.
 pub fn run(spec: &SftSpec, data: &dyn Source, env: &StageEnv) -> Result<JobResult, StageError> {
+    crate::with_backend!(env.device, B, dev => run_on::<B>(spec, data, env, dev))
+}
+
+fn run_on<B: Backend>(
+    spec: &SftSpec,
+    data: &dyn Source,
+    env: &StageEnv,
+    device: &B::Device,
+) -> Result<JobResult, StageError> {
     let args = &spec.train;
     let (stage_name, lineage_stage) = match &spec.corpus {
         None => ("sft", "train sft"),
@@ -95,9 +104,9 @@ pub fn run(spec: &SftSpec, data: &dyn Source, env: &StageEnv) -> Result<JobResul
     };
     let fit = Fit { env, config: &s.config, args, run: &run, run_dir: &s.run_dir };
     let job = SftFit { fit: &fit, tensors: std::mem::take(&mut s.tensors), cfg: &cfg, data: &data };
-    let (model, metrics, state) = on_backend(args.grad_checkpointing, job)?;
+    let (model, metrics, state) = on_backend::<B, _>(args.grad_checkpointing, device, job)?;
     let adapter = adapter_of(&model, args);
-    let model: Llama<Infer> = merge_lora(model);
+    let model: Llama<B> = merge_lora(model);
     let config = serde_json::json!({"run": run, "lora": args.lora_config(), "max_tokens": args.max_tokens,
         "weight_decay": args.weight_decay, "clip": args.clip, "steps_done": state.step});
     let lineage = s.lineage(lineage_stage, &data, config, &metrics);

@@ -65,6 +65,7 @@ pub fn render(ctx: &ServerContext) -> String {
         ],
     );
     model_metrics(&mut o, ctx, &jobs);
+    device_metrics(&mut o, &ctx.control.device());
     o.metric(
         "alignbox_chat_completions_total",
         "counter",
@@ -78,6 +79,19 @@ pub fn render(ctx: &ServerContext) -> String {
         vec![(String::new(), COMPLETION_TOKENS.load(Ordering::Relaxed) as f64)],
     );
     o.0
+}
+
+fn device_metrics(o: &mut Text, d: &types::views::DeviceView) {
+    let labels = format!("{{device=\"{}\",name=\"{}\"}}", label(&d.id), label(&d.name));
+    o.metric("alignbox_device_info", "gauge", "The compute device (value 1).", vec![(labels.clone(), 1.0)]);
+    let mut mem = Vec::new();
+    if let Some(t) = d.memory_total {
+        mem.push((format!("{{device=\"{}\",kind=\"total\"}}", label(&d.id)), t as f64));
+    }
+    if let Some(u) = d.memory_used {
+        mem.push((format!("{{device=\"{}\",kind=\"used\"}}", label(&d.id)), u as f64));
+    }
+    o.metric("alignbox_device_memory_bytes", "gauge", "Device memory: total and in use.", mem);
 }
 
 fn http(o: &mut Text) {
