@@ -77,7 +77,7 @@ for device in cpu "$GPU"; do
   "$BIN" --device "$device" generate -p "the cat sat" --greedy --json --max-new-tokens 16 --data-dir "$WORK/$device" \
     >"$OUT/generate-$device.json"
   for tuning in full lora qlora; do
-    flag=(); [ "$tuning" != full ] && flag=("--$tuning")
+    case $tuning in full) flag=() ;; lora) flag=(--lora 8) ;; qlora) flag=(--qlora) ;; esac
     run_train "$device" rm "rm-$tuning" "${flag[@]}"
     run_train "$device" sft "sft-$tuning" "${flag[@]}"
     run_train "$device" dpo "dpo-$tuning" "${flag[@]}"
