@@ -15,8 +15,14 @@ pub struct Adapter {
     pub max_buffer: u64,
 }
 
-/// Every adapter of the platform's primary API, in the loader's order.
+/// Every adapter of the platform's primary API, in the loader's order (listed once per process: `/healthz` and
+/// `/metrics` read it on every request, and creating a wgpu instance each time is slow).
 pub fn adapters() -> Vec<Adapter> {
+    static ADAPTERS: std::sync::OnceLock<Vec<Adapter>> = std::sync::OnceLock::new();
+    ADAPTERS.get_or_init(list).clone()
+}
+
+fn list() -> Vec<Adapter> {
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
         backends: wgpu::Backends::PRIMARY,
         ..wgpu::InstanceDescriptor::new_without_display_handle()
