@@ -1,7 +1,13 @@
-"""Shared pieces of the PyTorch reference benchmarks (gen.py, rm.py, ppo.py); see /work/shared/WORKLOAD.md.
+"""Shared pieces of the PyTorch reference benchmarks (gen.py, rm.py, rm_trl.py, sft.py, ppo.py); see
+/work/shared/WORKLOAD.md.
 
 Import this module FIRST in every script (before torch): it sets OMP_WAIT_POLICY=PASSIVE unless the caller set it,
 which libgomp reads once, when torch loads it.
+
+Every script takes `--device cpu|cuda` (default cpu; cuda = the current CUDA device, normally cuda:0): models,
+optimizer state and inputs live there (inputs are still drawn on the CPU from the seeded generators and then moved,
+so the data is the same as on the CPU), each timed step ends with torch.cuda.synchronize() before the clock is read,
+and the JSON line gets "device" (plus "device_name" and "peak_gpu_mb" on CUDA).
 """
 
 from __future__ import annotations
@@ -149,7 +155,59 @@ def base_args(description: str) -> argparse.ArgumentParser:
     ap.add_argument("--model", choices=MODELS, default="tiny-llama-8k")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads(N) (default: torch's own)")
     ap.add_argument("--attn", choices=("sdpa", "eager"), default="sdpa")
+    ap.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where models, optimizer state and inputs live (cuda: the current CUDA device, normally cuda:0)",
+    )
     return ap
+
+
+def device(args) -> torch.device:
+    """The torch.device that --device names; exits with a message when cuda is asked for and torch has none."""
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            sys.exit(
+                f"--device cuda: torch.cuda.is_available() is False (torch {torch.__version__}, built for CUDA "
+                f"{torch.version.cuda}): no usable NVIDIA GPU / driver, or a CPU-only torch build"
+            )
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def sync(dev: torch.device | None) -> None:
+    """Wait for the device's queued work (CUDA kernels run asynchronously); a no-op on the CPU."""
+    if dev is not None and dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def device_fields(dev: torch.device) -> dict:
+    if dev.type != "cuda":
+        return {"device": str(dev)}
+    return {
+        "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev),
+        "cuda": torch.version.cuda,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),  # "highest": no TF32
+    }
+
+
+def reset_peak_gpu(dev: torch.device) -> None:
+    """Restart peak_gpu_mb's count (for a script that wants its peak without the setup); a no-op on the CPU."""
+    if dev.type == "cuda":
+        sync(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+
+
+def memory_fields(dev: torch.device) -> dict:
+    """peak_rss_mb, and on CUDA peak_gpu_mb (torch.cuda.max_memory_allocated: tensors, since the start or the last
+    reset_peak_gpu) and peak_gpu_reserved_mb (what the caching allocator held)."""
+    out = {"peak_rss_mb": peak_rss_mb()}
+    if dev.type == "cuda":
+        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(dev) / 2**20, 1)
+        out["peak_gpu_reserved_mb"] = round(torch.cuda.max_memory_reserved(dev) / 2**20, 1)
+    return out
 
 
 def setup_threads(n: int | None) -> int:
@@ -178,6 +236,7 @@ def common_fields(args, threads: int) -> dict:
         "threads": threads,
         "model": args.model,
         "import_rss_mb": IMPORT_RSS_MB,
+        **device_fields(device(args)),
     }
 
 
@@ -185,7 +244,10 @@ def emit(obj: dict) -> None:
     print(json.dumps(obj), flush=True)
 
 
-def timed(fn) -> tuple[float, object]:
+def timed(fn, dev: torch.device | None = None) -> tuple[float, object]:
+    """Wall time of fn(); with a CUDA dev, queued work is waited for before starting and before reading the clock."""
+    sync(dev)
     t0 = time.perf_counter()
     out = fn()
+    sync(dev)
     return time.perf_counter() - t0, out

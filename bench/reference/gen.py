@@ -3,10 +3,12 @@
 
 8 prompts x 64 tokens (ids uniform in [3, vocab), seeded), exactly 64 new tokens each (EOS ignored: no stop, no
 suppression), do_sample, temperature 1, no top-k / top-p. Also "prefill + first token" alone (max_new_tokens=1).
-Prints one JSON line per measurement: bench "gen" and "gen_prefill".
+Prints one JSON line per measurement: bench "gen" and "gen_prefill". With --device cuda the model and the prompts
+(drawn on the CPU, then moved) live on the GPU; sampling then uses the CUDA generator (same seed), so the sampled
+tokens differ from the CPU run's.
 
   .venv/bin/python bench/reference/gen.py [--model tiny-llama-8k|smollm2] [--threads N] [--attn sdpa|eager]
-                                          [--warmup 2] [--iters 10]
+                                          [--device cpu|cuda] [--warmup 2] [--iters 10]
 """
 
 from __future__ import annotations
@@ -29,16 +31,17 @@ def main() -> None:
     ap.add_argument("--skip-prefill", action="store_true", help="only the full `gen` measurement")
     args = ap.parse_args()
     threads = common.setup_threads(args.threads)
+    dev = common.device(args)
 
-    model = common.causal_lm(args.model, args.attn)
+    model = common.causal_lm(args.model, args.attn).to(dev)
     # generate() fills an unset eos_token_id from the model's generation_config (and then installs EOS-suppressing
     # min-length processors); clear it there too so EOS is simply an ordinary token.
     model.generation_config.eos_token_id = None
     vocab = model.config.vocab_size
     gen = torch.Generator().manual_seed(common.DATA_SEED)
-    prompts = torch.randint(common.FIRST_ID, vocab, (args.batch, args.prompt_len), generator=gen)
+    prompts = torch.randint(common.FIRST_ID, vocab, (args.batch, args.prompt_len), generator=gen).to(dev)
     attention_mask = torch.ones_like(prompts)
-    torch.manual_seed(common.DATA_SEED)  # the sampling RNG
+    torch.manual_seed(common.DATA_SEED)  # the sampling RNG (seeds the CUDA generators too)
 
     def gen_config(n: int) -> GenerationConfig:
         # eos_token_id=None: nothing stops generation and min_new_tokens' EOS suppression is not even installed
@@ -68,14 +71,14 @@ def main() -> None:
     for bench, n in measurements:
         for _ in range(args.warmup):
             run(n)
-        times = [common.timed(lambda: run(n))[0] for _ in range(args.iters)]
+        times = [common.timed(lambda: run(n), dev)[0] for _ in range(args.iters)]
         s = common.summary(times)
         common.emit(
             {
                 "bench": bench,
                 **common.common_fields(args, threads),
                 **s,
-                "peak_rss_mb": common.peak_rss_mb(),
+                **common.memory_fields(dev),
                 "new_tokens_per_s": round(args.batch * n / s["median_s"], 3),
                 "batch": args.batch,
                 "prompt_len": args.prompt_len,

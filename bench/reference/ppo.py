@@ -24,8 +24,12 @@ Four separate models: policy and reference (two instances with the same weights,
 copies the policy), reward and value (two instances of one trunk + score head, as both usually start from the
 reward model). Policy and value are trained; reference and reward are frozen.
 
+With --device cuda the four models, the AdamW state and the prompts (drawn on the CPU, then moved) live on the GPU;
+every phase ends with torch.cuda.synchronize() before its clock is read. Sampling then uses the CUDA generator (same
+seed), so the sampled responses (and the minibatch permutation that follows) differ from the CPU run's.
+
   .venv/bin/python bench/reference/ppo.py [--model tiny-llama-8k|smollm2] [--threads N] [--attn sdpa|eager]
-                                          [--warmup 2] [--iters 8]
+                                          [--device cpu|cuda] [--warmup 2] [--iters 8]
 """
 
 from __future__ import annotations
@@ -79,11 +83,12 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=8)
     args = ap.parse_args()
     threads = common.setup_threads(args.threads)
+    dev = common.device(args)
 
-    policy = common.causal_lm(args.model, args.attn, seed=common.WEIGHT_SEED)
+    policy = common.causal_lm(args.model, args.attn, seed=common.WEIGHT_SEED).to(dev)
     policy.generation_config.eos_token_id = None  # no stop token, no EOS suppression (see gen.py)
     ref = copy.deepcopy(policy)
-    reward = common.score_model(args.model, args.attn, seed=common.WEIGHT_SEED + 1)
+    reward = common.score_model(args.model, args.attn, seed=common.WEIGHT_SEED + 1).to(dev)
     value = copy.deepcopy(reward)
     for m in (ref, reward):
         m.eval().requires_grad_(False)
@@ -119,8 +124,9 @@ def main() -> None:
     def iteration() -> tuple[dict, dict]:
         t = {}
         diag = {}
-        queries = torch.randint(common.FIRST_ID, vocab, (BATCH, PROMPT_LEN), generator=data_gen)
+        queries = torch.randint(common.FIRST_ID, vocab, (BATCH, PROMPT_LEN), generator=data_gen).to(dev)
 
+        common.sync(dev)
         t0 = time.perf_counter()
         with torch.no_grad():
             out = policy.generate(
@@ -135,6 +141,7 @@ def main() -> None:
             assert responses.shape == (BATCH, RESPONSE_LEN), responses.shape
             logprobs = selective_log_softmax(torch.stack(out.scores, 1), responses)
             del out
+        common.sync(dev)
         t["generate"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -143,16 +150,19 @@ def main() -> None:
             ref_logits /= temp
             ref_logprobs = selective_log_softmax(ref_logits, responses)
             del ref_logits
+        common.sync(dev)
         t["ref_forward"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         with torch.no_grad():
             values = value_of(value, query_responses)[:, ctx - 1 : -1]
+        common.sync(dev)
         t["value_forward"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         with torch.no_grad():
             scores = value_of(reward, query_responses)[:, -1]  # no padding: the last token is the last non-pad
+        common.sync(dev)
         t["reward_forward"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -171,10 +181,11 @@ def main() -> None:
             advantages = torch.stack(advantages_reversed[::-1], dim=1)
             returns = advantages + values
             advantages = whiten(advantages)
+        common.sync(dev)
         t["gae"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        perm = torch.randperm(BATCH)
+        perm = torch.randperm(BATCH).to(dev)  # drawn on the CPU (global generator), as before
         stats = []
         for start in range(0, BATCH, mini):
             idx = perm[start : start + mini]
@@ -198,6 +209,7 @@ def main() -> None:
             opt.step()
             opt.zero_grad(set_to_none=True)
             stats.append((pg_loss.item(), vf_loss.item(), logprobs_diff.detach().abs().max().item()))
+        common.sync(dev)
         t["update"] = time.perf_counter() - t0
 
         diag["score_mean"] = scores.mean().item()
@@ -213,6 +225,7 @@ def main() -> None:
     for it in range(args.warmup + args.iters):
         t0 = time.perf_counter()
         t, diag = iteration()
+        common.sync(dev)
         dt = time.perf_counter() - t0
         diags.append(diag)
         if it >= args.warmup:
@@ -231,7 +244,7 @@ def main() -> None:
             "bench": "ppo",
             **common.common_fields(args, threads),
             **s,
-            "peak_rss_mb": common.peak_rss_mb(),
+            **common.memory_fields(dev),
             "episodes_per_s": round(BATCH / s["median_s"], 4),
             "phases_s": {p: round(statistics.median(v), 6) for p, v in phases.items()},
             "batch": BATCH,

@@ -11,8 +11,12 @@ Variants: full (bench "rm"), lora (bench "rm_lora": peft LoRA r 8, alpha 16, dro
 score head fully trainable via modules_to_save), checkpointing (bench "rm_ckpt": full fine-tuning with
 model.gradient_checkpointing_enable()).
 
+With --device cuda the model (moved after the LoRA / checkpointing setup, so its initial values are the CPU run's),
+the AdamW state and the batches (drawn on the CPU, then moved) live on the GPU.
+
   .venv/bin/python bench/reference/rm.py [--variant full|lora|checkpointing] [--model tiny-llama-8k|smollm2]
-                                         [--threads N] [--attn sdpa|eager] [--warmup 3] [--iters 20]
+                                         [--threads N] [--attn sdpa|eager] [--device cpu|cuda]
+                                         [--warmup 3] [--iters 20]
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=PAIRS)
     args = ap.parse_args()
     threads = common.setup_threads(args.threads)
+    dev = common.device(args)
 
     model = common.score_model(args.model, args.attn)
     extra = {}
@@ -66,6 +71,7 @@ def main() -> None:
         model.gradient_checkpointing_enable()
         assert model.is_gradient_checkpointing
         extra["gradient_checkpointing"] = True
+    model.to(dev)
     model.train()  # no dropout anywhere; train() is what enables gradient checkpointing
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -74,7 +80,7 @@ def main() -> None:
     opt = torch.optim.AdamW(params, lr=1e-5, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
 
     vocab = model.config.vocab_size
-    batches = make_batches(args.warmup + args.iters, vocab, args.pairs, common.DATA_SEED)
+    batches = [b.to(dev) for b in make_batches(args.warmup + args.iters, vocab, args.pairs, common.DATA_SEED)]
     losses: list[float] = []
 
     def step(ids: torch.Tensor) -> None:
@@ -92,7 +98,7 @@ def main() -> None:
 
     times = []
     for i, ids in enumerate(batches):
-        dt, _ = common.timed(lambda: step(ids))
+        dt, _ = common.timed(lambda: step(ids), dev)
         if i >= args.warmup:
             times.append(dt)
 
@@ -106,7 +112,7 @@ def main() -> None:
             "bench": BENCH_NAME[args.variant],
             **common.common_fields(args, threads),
             **s,
-            "peak_rss_mb": common.peak_rss_mb(),
+            **common.memory_fields(dev),
             "pairs_per_s": round(args.pairs / s["median_s"], 4),
             "tokens_per_s": round(tokens / s["median_s"], 2),
             "variant": args.variant,

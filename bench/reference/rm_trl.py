@@ -4,12 +4,17 @@
 The same model as rm.py (LlamaForSequenceClassification, num_labels=1, WORKLOAD.md's seeded init) and the same
 batches (8 pairs = 16 sequences x 128 tokens, no padding), handed to `trl.RewardTrainer` as a tokenized dataset
 (`chosen_ids` / `rejected_ids`). RewardConfig: per-device batch 8 pairs, AdamW (torch) lr 1e-5, betas
-(0.9, 0.999), eps 1e-8, weight decay 0, constant LR, max_grad_norm 1.0, float32 on CPU, no logging, no saving,
+(0.9, 0.999), eps 1e-8, weight decay 0, constant LR, max_grad_norm 1.0, float32, no logging, no saving,
 no evaluation. Each optimizer step (data collation + forward + backward + clip + AdamW step, TRL's own loss
 -log sigmoid(r_chosen - r_rejected)) is timed from `on_step_begin` to `on_step_end` of a TrainerCallback.
 
+--device cpu (the default) runs the trainer with use_cpu=True; --device cuda leaves the device to the Trainer (it
+takes the visible CUDA device and moves the model and each batch there itself; the model is also moved before the
+Trainer is built) and synchronizes at both ends of each timed step. With several GPUs visible the Trainer would
+switch to DataParallel, so the script refuses that: set CUDA_VISIBLE_DEVICES to one card.
+
   .venv/bin/python bench/reference/rm_trl.py [--variant full|lora] [--model tiny-llama-8k|smollm2] [--threads N]
-                                             [--warmup 3] [--iters 20]
+                                             [--attn sdpa|eager] [--device cpu|cuda] [--warmup 3] [--iters 20]
 """
 
 from __future__ import annotations
@@ -39,14 +44,17 @@ def word_tokenizer(vocab: int) -> PreTrainedTokenizerFast:
 
 
 class StepTimes(TrainerCallback):
-    def __init__(self) -> None:
+    def __init__(self, dev: torch.device) -> None:
         self.times: list[float] = []
         self._t0 = 0.0
+        self._dev = dev
 
     def on_step_begin(self, args, state, control, **kwargs):
+        common.sync(self._dev)
         self._t0 = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
+        common.sync(self._dev)
         self.times.append(time.perf_counter() - self._t0)
 
 
@@ -57,8 +65,14 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=20)
     args = ap.parse_args()
     threads = common.setup_threads(args.threads)
+    dev = common.device(args)
+    if dev.type == "cuda" and torch.cuda.device_count() > 1:
+        sys.exit(
+            f"--device cuda: {torch.cuda.device_count()} GPUs visible and the Trainer would use DataParallel over "
+            "them; set CUDA_VISIBLE_DEVICES to one card"
+        )
 
-    model = common.score_model(args.model, args.attn)
+    model = common.score_model(args.model, args.attn).to(dev)
     vocab = model.config.vocab_size
     steps = args.warmup + args.iters
     rows = [b for b in make_batches(steps, vocab, PAIRS, common.DATA_SEED)]
@@ -76,7 +90,7 @@ def main() -> None:
         )
         extra["peft"] = peft.__version__
 
-    timer = StepTimes()
+    timer = StepTimes(dev)
     with tempfile.TemporaryDirectory() as out:
         cfg = trl.RewardConfig(
             output_dir=out,
@@ -91,7 +105,7 @@ def main() -> None:
             warmup_steps=0,
             max_grad_norm=1.0,
             optim="adamw_torch",
-            use_cpu=True,
+            use_cpu=dev.type == "cpu",
             bf16=False,
             fp16=False,
             report_to="none",
@@ -130,7 +144,7 @@ def main() -> None:
             "impl": "trl",
             "trl": trl.__version__,
             **s,
-            "peak_rss_mb": common.peak_rss_mb(),
+            **common.memory_fields(dev),
             "pairs_per_s": round(PAIRS / s["median_s"], 4),
             "tokens_per_s": round(2 * PAIRS * (PROMPT_LEN + ANSWER_LEN) / s["median_s"], 2),
             "variant": args.variant,

@@ -1,7 +1,7 @@
 //! alignbox's trainer: models and training loops on burn.
 //!
-//! The backend is chosen at compile time: burn's pure-Rust `flex` CPU backend by default, `burn-cuda` with the
-//! `cuda` feature. Everything else in the crate is generic over [`burn::tensor::backend::Backend`].
+//! Everything is generic over [`burn::tensor::backend::Backend`]; the device (the CPU on burn-flex, CUDA on
+//! burn-cuda, Vulkan on burn-wgpu) is chosen at run time ([`device`]).
 
 /// burn, re-exported so that the binary names the same version without its own dependency line.
 pub use burn;

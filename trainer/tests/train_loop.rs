@@ -110,29 +110,6 @@ fn gradient_accumulation_matches_the_full_batch() {
 }
 
 #[test]
-fn gradient_checkpointing_gives_the_same_training() {
-    use trainer::backend::TrainCheckpointed;
-    let data = groups(&mut Rng::new(6), 32);
-    let t = task(Vec::new(), TieModel::Exclude);
-    let mut plain = Vec::new();
-    run(&t, model(), optimizer(&t.cfg), &data, &cfg(3, 4), None, &mut |e| plain.push(e.clone()), &|| false)
-        .unwrap();
-    let device = default_device();
-    let trunk = init::random::<TrainCheckpointed>(&config(), 0.1, 1, &device);
-    let mut r = Rng::new(5);
-    let m = RewardModel::new(trunk, (0..32).map(|_| (r.normal() * 0.1) as f32).collect(), &device);
-    let tc = RmTask::<TrainCheckpointed>::new(t.cfg.clone(), Vec::new(), 32);
-    let opt = trainer::optim::adamw::<TrainCheckpointed, RewardModel<TrainCheckpointed>>(0.0, 1.0);
-    let mut ckpt = Vec::new();
-    run(&tc, m, opt, &data, &cfg(3, 4), None, &mut |e| ckpt.push(e.clone()), &|| false).unwrap();
-    let (a, b) = (losses(&plain), losses(&ckpt));
-    assert_eq!(a.len(), 3);
-    for (x, y) in a.iter().zip(&b) {
-        assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
-    }
-}
-
-#[test]
 fn a_cancelled_run_resumes_from_its_checkpoint_with_the_same_losses() {
     let data = groups(&mut Rng::new(2), 64);
     let eval = groups(&mut Rng::new(3), 16);

@@ -1,7 +1,8 @@
 //! The GPU code paths, checked against the CPU on a Vulkan device (on machines without a GPU: Mesa's lavapipe,
 //! which runs the same cubecl kernels that burn-cuda generates, on the CPU). Logits equal the CPU's within 1e-4,
-//! greedy generation gives the same tokens, and three steps of the reward model, SFT and DPO (full, LoRA,
-//! QLoRA) give the CPU's losses within 1e-3.
+//! greedy generation gives the same tokens, three steps of the reward model, SFT and DPO and three PPO
+//! iterations (full, LoRA, QLoRA) give the CPU's losses within 1e-3, and a run checkpointed on one device resumes
+//! on the other with the same losses.
 //!
 //! Skipped (with a line on stderr) where there is no Vulkan adapter, unless `ALIGNBOX_REQUIRE_VULKAN` is set
 //! (CI sets it: scripts/test.sh installs lavapipe), which turns a missing adapter into a failure.
@@ -215,5 +216,113 @@ fn three_dpo_steps_give_the_cpus_losses() {
             &dpo_steps::<Cpu>(&Default::default(), tuning),
             &dpo_steps::<Vulkan>(&gpu, tuning),
         );
+    }
+}
+
+/// Three PPO iterations (LoRA actor and critic on one base, sampled answers, adaptive KL): score, KL and policy
+/// loss of each iteration.
+fn ppo_iterations<B: Backend>(device: &B::Device, tuning: Tuning) -> Vec<(f64, f64, f64)> {
+    use burn::module::AutodiffModule;
+    use trainer::{
+        ppo::{
+            run::{run, PpoRunConfig},
+            ActorCritic, PpoConfig,
+        },
+        rl::kl::KlController,
+    };
+    type T<B> = Autodiff<B>;
+    let head: Vec<f32> = (0..32).map(|i| ((i as f32) * 0.21).cos() * 0.3).collect();
+    let reward = RewardModel::new(model::<B>(device), head, device);
+    let base = model::<T<B>>(device);
+    // With full fine-tuning the critic is its own model; adapters share the frozen base.
+    let critic_trunk = match tuning {
+        Tuning::Full => {
+            weights::from_tensors::<T<B>>(&config(), init::random_tensors(&config(), 0.1, 6), device).unwrap()
+        }
+        _ => tuned(base.clone(), tuning),
+    };
+    let model = ActorCritic {
+        actor: tuned(base, tuning),
+        critic: RewardModel::new(critic_trunk, vec![0.0; 32], device),
+    };
+    let reference = model.actor.valid();
+    let mut rng = Rng::new(5);
+    let prompts: Vec<Vec<u32>> = (0..8).map(|_| (0..3).map(|_| rng.range(3, 64) as u32).collect()).collect();
+    let cfg = PpoConfig {
+        temperature: 1.0,
+        max_new_tokens: 5,
+        stop_ids: vec![2],
+        kl: KlController::Adaptive { beta: 0.1, target: 2.0, horizon: 100.0 },
+        lr: 1e-3,
+        epochs: 2,
+        ..PpoConfig::default()
+    };
+    let rc = PpoRunConfig { iterations: 3, batch: 4, seed: 3, checkpoint_every: 0 };
+    let optim = trainer::optim::adamw::<T<B>, ActorCritic<T<B>>>(0.0, 1.0);
+    let mut out = Vec::new();
+    let full = matches!(tuning, Tuning::Full).then_some(&reference);
+    run(
+        model,
+        optim,
+        &prompts,
+        &reward,
+        full,
+        &cfg,
+        &rc,
+        None,
+        &mut |r| out.push((r.stats.score, r.stats.kl, r.stats.update.policy_loss)),
+        &|| false,
+    )
+    .unwrap();
+    out
+}
+
+#[test]
+fn three_ppo_iterations_give_the_cpus_statistics() {
+    let Some(gpu) = vulkan() else { return };
+    for tuning in [Tuning::Full, Tuning::Lora, Tuning::Qlora] {
+        let cpu = ppo_iterations::<Cpu>(&Default::default(), tuning);
+        let vk = ppo_iterations::<Vulkan>(&gpu, tuning);
+        eprintln!("ppo {tuning:?}: cpu {cpu:.6?}\nppo {tuning:?}: vulkan {vk:.6?}");
+        assert_eq!(cpu.len(), 3);
+        for (a, b) in cpu.iter().zip(&vk) {
+            for (x, y) in [(a.0, b.0), (a.1, b.1), (a.2, b.2)] {
+                assert!((x - y).abs() < 1e-3, "ppo {tuning:?}: {cpu:?} vs {vk:?}");
+            }
+        }
+    }
+}
+
+/// Reward-model steps on the shared loop with its checkpoint in `dir`: up to step `steps` (resuming from the
+/// checkpoint there when there is one), on `device`. The losses of the steps this call ran.
+fn rm_steps_in<B: Backend>(dir: &std::path::Path, steps: usize, device: &B::Device) -> Vec<f64> {
+    type T<B> = Autodiff<B>;
+    let trunk = tuned(model::<T<B>>(device), Tuning::Lora);
+    let head: Vec<f32> = (0..32).map(|i| ((i as f32) * 0.37).sin() * 0.05).collect();
+    let rm = RewardModel::new(trunk, head, device);
+    let cfg = RmTrainConfig { lr: 1e-2, ..Default::default() };
+    let task = RmTask::<T<B>>::new(cfg.clone(), Vec::new(), 8);
+    let optim = trainer::optim::adamw::<T<B>, RewardModel<T<B>>>(0.0, 1.0);
+    losses(&trainer::testing::fit_in(Some(dir), &task, rm, optim, &rank_groups(), steps, 8, cfg.lr).1)
+}
+
+#[test]
+fn a_run_checkpointed_on_one_device_resumes_on_the_other_with_the_same_losses() {
+    let Some(gpu) = vulkan() else { return };
+    let cpu = Default::default();
+    let straight = rm_steps_in::<Cpu>(tempfile::tempdir().unwrap().path(), 6, &cpu);
+    assert_eq!(straight.len(), 6);
+    // CPU → Vulkan, and Vulkan → CPU.
+    let there = tempfile::tempdir().unwrap();
+    let mut a = rm_steps_in::<Cpu>(there.path(), 3, &cpu);
+    a.extend(rm_steps_in::<Vulkan>(there.path(), 6, &gpu));
+    let back = tempfile::tempdir().unwrap();
+    let mut b = rm_steps_in::<Vulkan>(back.path(), 3, &gpu);
+    b.extend(rm_steps_in::<Cpu>(back.path(), 6, &cpu));
+    eprintln!("straight {straight:.6?}\ncpu→vulkan {a:.6?}\nvulkan→cpu {b:.6?}");
+    for resumed in [&a, &b] {
+        assert_eq!(resumed.len(), 6, "the resumed run continued from step 3");
+        let d = straight.iter().zip(resumed.iter()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+        assert!(d < 1e-3, "losses differ by {d}: {straight:?} vs {resumed:?}");
     }
 }

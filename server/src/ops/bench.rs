@@ -1,10 +1,12 @@
-//! `alignbox bench …`: the workloads of ../shared/WORKLOAD.md.
+//! `alignbox bench …`: the workloads of ../shared/WORKLOAD.md, on the process's device (`--device`).
 
 use trainer::{
-    backend::{default_device, Infer, Train, TrainBackend, TrainCheckpointed},
     bench::{self, GenWorkload},
+    burn::{backend::Autodiff, tensor::backend::Backend},
+    device::Device,
     model::{init, Llama},
     registry::Registry,
+    train::recompute::Recompute,
 };
 
 use crate::cli::{BenchArgs, BenchCommand};
@@ -17,13 +19,12 @@ pub fn set_threads(threads: Option<usize>) -> usize {
     n
 }
 
-fn model(args: &BenchArgs) -> anyhow::Result<Llama<Infer>> {
-    let device = default_device();
+fn model<B: Backend>(args: &BenchArgs, device: &B::Device) -> anyhow::Result<Llama<B>> {
     if args.model == "tiny-llama-8k" {
-        return Ok(init::random::<Infer>(&init::tiny_llama_8k(), 0.02, 0, &device));
+        return Ok(init::random::<B>(&init::tiny_llama_8k(), 0.02, 0, device));
     }
     let reg = Registry::new(&args.data.data_dir);
-    Ok(reg.load_policy::<Infer>(&args.model, &device)?.0)
+    Ok(reg.load_policy::<B>(&args.model, device)?.0)
 }
 
 fn variant(lora: bool, qlora: bool) -> bench::Variant {
@@ -34,64 +35,62 @@ fn variant(lora: bool, qlora: bool) -> bench::Variant {
     }
 }
 
-/// The benchmark's model on a training backend.
-fn train_model<B: TrainBackend>(args: &BenchArgs) -> anyhow::Result<Llama<B>> {
-    let device: trainer::burn::tensor::Device<B> = Default::default();
-    if args.model == "tiny-llama-8k" {
-        return Ok(init::random::<B>(&init::tiny_llama_8k(), 0.02, 0, &device));
+/// Prints `r` as one JSON line, naming the process's device backend.
+fn print(mut r: bench::BenchResult) -> anyhow::Result<()> {
+    let device = super::compute_device::current();
+    if device != Device::Cpu {
+        r.backend = format!("{} ({device})", super::compute_device::backend_name(device));
     }
-    let reg = Registry::new(&args.data.data_dir);
-    Ok(reg.load_policy::<B>(&args.model, &device)?.0)
+    println!("{}", serde_json::to_string(&r)?);
+    Ok(())
 }
 
-/// Runs a benchmark and prints its JSON lines.
+/// Runs a benchmark on the process's device and prints its JSON lines.
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    let device = super::compute_device::current();
     match cmd {
         BenchCommand::Http(_) => unreachable!("the web layer runs bench http"),
         BenchCommand::Rm { args, lora, qlora, grad_checkpointing } => {
             let threads = set_threads(args.threads);
             let (warmup, iters) = (args.warmup.unwrap_or(3), args.iters.unwrap_or(20));
-            let v = variant(lora, qlora);
-            let r = if grad_checkpointing {
-                let base = train_model::<TrainCheckpointed>(&args)?;
-                let mut r = bench::rm(base, &args.model, v, threads, warmup, iters);
-                r.bench = format!("{}_ckpt", r.bench);
-                r
-            } else {
-                bench::rm(train_model::<Train>(&args)?, &args.model, v, threads, warmup, iters)
-            };
-            println!("{}", serde_json::to_string(&r)?);
+            let baseline = bench::rss_mb();
+            let recompute = Recompute::layers_if(grad_checkpointing);
+            let mut r = trainer::with_backend!(device, D, dev => {
+                let base = model::<Autodiff<D>>(&args, dev)?;
+                bench::rm(base, &args.model, variant(lora, qlora), recompute, threads, warmup, iters)
+            });
+            r.rss_baseline_mb = Some(baseline);
+            print(r)?;
         }
         BenchCommand::Sft { args, lora, qlora } => {
             let threads = set_threads(args.threads);
-            let base = train_model(&args)?;
             let (warmup, iters) = (args.warmup.unwrap_or(3), args.iters.unwrap_or(20));
-            let r = bench::sft::sft(base, &args.model, variant(lora, qlora), threads, warmup, iters);
-            println!("{}", serde_json::to_string(&r)?);
+            print(trainer::with_backend!(device, D, dev => {
+                let base = model::<Autodiff<D>>(&args, dev)?;
+                bench::sft::sft(base, &args.model, variant(lora, qlora), threads, warmup, iters)
+            }))?;
         }
         BenchCommand::Ppo { args, lora } => {
             let threads = set_threads(args.threads);
-            let policy = train_model(&args)?;
-            let r = bench::ppo::ppo(
-                policy,
-                &args.model,
-                lora,
-                threads,
-                args.warmup.unwrap_or(2),
-                args.iters.unwrap_or(8),
-            );
-            println!("{}", serde_json::to_string(&r)?);
+            let (warmup, iters) = (args.warmup.unwrap_or(2), args.iters.unwrap_or(8));
+            print(trainer::with_backend!(device, D, dev => {
+                let policy = model::<Autodiff<D>>(&args, dev)?;
+                bench::ppo::ppo(policy, &args.model, lora, threads, warmup, iters)
+            }))?;
         }
         BenchCommand::Gen(args) => {
             let threads = set_threads(args.threads);
-            let m = model(&args)?;
             let w = GenWorkload {
                 warmup: args.warmup.unwrap_or(2),
                 iters: args.iters.unwrap_or(10).max(1),
                 ..Default::default()
             };
-            for r in bench::gen(&m, &args.model, threads, &w, &default_device()) {
-                println!("{}", serde_json::to_string(&r)?);
+            let results = trainer::with_backend!(device, D, dev => {
+                let m = model::<D>(&args, dev)?;
+                bench::gen(&m, &args.model, threads, &w, dev)
+            });
+            for r in results {
+                print(r)?;
             }
         }
     }

@@ -54,6 +54,17 @@ impl Variant {
             Variant::QLora => add_qlora(model, &LoraConfig::default()),
         }
     }
+
+    /// What the memory planner calls this variant.
+    pub fn tuning(self) -> crate::memory::Tuning {
+        use crate::{memory::Tuning, peft::LoraConfig};
+        let c = LoraConfig::default();
+        match self {
+            Variant::Full => Tuning::Full,
+            Variant::Lora => Tuning::Lora { rank: c.rank, targets: c.targets },
+            Variant::QLora => Tuning::QLora { rank: c.rank, targets: c.targets },
+        }
+    }
 }
 
 /// One benchmark result line.
@@ -76,6 +87,13 @@ pub struct BenchResult {
     /// Resident memory once the model is built (weights held as trained: f32, or NF4 with QLoRA), MiB.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rss_after_setup_mb: Option<f64>,
+    /// Resident memory before the model was loaded (the program, its runtime, the tokenizer), MiB: the peak less
+    /// this is what the training step and its model hold, the part the memory planner estimates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rss_baseline_mb: Option<f64>,
+    /// The memory planner's estimate for the workload (weights, gradients, optimizer, activations), MiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimate_mb: Option<f64>,
     /// Throughput: new tokens per second (gen workloads).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub new_tokens_per_s: Option<f64>,
@@ -125,6 +143,8 @@ impl BenchResult {
             max_s,
             peak_rss_mb: peak_rss_mb(),
             rss_after_setup_mb: None,
+            rss_baseline_mb: None,
+            estimate_mb: None,
             new_tokens_per_s: None,
             pairs_per_s: None,
             tokens_per_s: None,
@@ -235,11 +255,14 @@ pub fn gen<B: Backend>(
 
 /// The `rm` workload: 8 pairs of 128-token sequences (prompt 64 + answer 64) per step, pairwise loss, AdamW
 /// (lr 1e-5, eps 1e-8, no weight decay), gradient-norm clip 1.0, f32; `lora` = r 8, alpha 16 on q and v with the
-/// score head trainable. 3 warm-up steps, then `iters` timed steps.
+/// score head trainable. 3 warm-up steps, then `iters` timed steps. `recompute`: layer-wise gradient
+/// checkpointing (the result's name gets `_ckpt`).
+#[allow(clippy::too_many_arguments)]
 pub fn rm<B: crate::backend::TrainBackend>(
     base: Llama<B>,
     model_name: &str,
     variant: Variant,
+    recompute: crate::train::recompute::Recompute,
     threads: usize,
     warmup: usize,
     iters: usize,
@@ -249,7 +272,7 @@ pub fn rm<B: crate::backend::TrainBackend>(
         rm::{group_gradients, Pair, RankGroup, RmTrainConfig},
     };
     use burn::optim::Optimizer;
-    let device: burn::tensor::Device<B> = Default::default();
+    let device = base.embed_tokens.device();
     let config = base.config.clone();
     let trunk = variant.apply(base);
     crate::alloc::release_free_memory();
@@ -274,15 +297,26 @@ pub fn rm<B: crate::backend::TrainBackend>(
     let mut times = Vec::new();
     for i in 0..warmup + iters.max(1) {
         let t = Instant::now();
-        let (grads, stats) = group_gradients(&model, &groups, &cfg, 1.0);
+        let (grads, stats) = group_gradients(&model, &groups, &cfg, 1.0, recompute);
         model = optim.step(cfg.lr, model, grads);
         assert!(stats.loss.is_finite());
         if i >= warmup {
             times.push(t.elapsed().as_secs_f64());
         }
     }
-    let mut r = BenchResult::timed(variant.bench("rm"), model_name, threads, times, [16, 64, 0]);
+    let ckpt = recompute == crate::train::recompute::Recompute::Layers;
+    let name = if ckpt { format!("{}_ckpt", variant.bench("rm")) } else { variant.bench("rm") };
+    let mut r = BenchResult::timed(name, model_name, threads, times, [16, 64, 0]);
     r.rss_after_setup_mb = Some(setup_rss);
+    let plan = crate::memory::PlanInput {
+        config,
+        tuning: variant.tuning(),
+        seq_len: 128,
+        micro_batch: 16,
+        grad_checkpointing: ckpt,
+        bytes_per_value: 4,
+    };
+    r.estimate_mb = Some(crate::memory::estimate(&plan).total as f64 / (1 << 20) as f64);
     r.pairs_per_s = Some(8.0 / r.median_s);
     r.tokens_per_s = Some(16.0 * 128.0 / r.median_s);
     r.variant = Some(variant.name().into());

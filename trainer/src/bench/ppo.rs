@@ -13,7 +13,7 @@ use burn::{module::AutodiffModule, optim::AdamWConfig};
 
 use super::{stats, BenchResult};
 use crate::{
-    backend::{Infer, Train},
+    backend::TrainBackend,
     model::{init, Llama},
     peft::{add_lora, without_adapters, LoraConfig},
     ppo::{iteration, ActorCritic, Frozen, PpoConfig},
@@ -27,33 +27,33 @@ pub fn workload_config() -> PpoConfig {
 }
 
 /// Runs the workload on `policy` (the reward and value models are a seeded random trunk of the same config with
-/// a score head).
-pub fn ppo(
-    policy: Llama<Train>,
+/// a score head), on `policy`'s device.
+pub fn ppo<B: TrainBackend>(
+    policy: Llama<B>,
     model_name: &str,
     lora: bool,
     threads: usize,
     warmup: usize,
     iters: usize,
 ) -> BenchResult {
-    let device = crate::backend::default_device();
+    let device = policy.embed_tokens.device();
     let config = policy.config.clone();
     let mut rng = Rng::new(11);
     let head: Vec<f32> = (0..config.hidden_size).map(|_| (rng.normal() * 0.02) as f32).collect();
-    let reward = RewardModel::new(init::random::<Infer>(&config, 0.02, 1, &device), head.clone(), &device);
+    let reward =
+        RewardModel::new(init::random::<B::InnerBackend>(&config, 0.02, 1, &device), head.clone(), &device);
     let (model, reference) = if lora {
         let l = |seed| LoraConfig { seed, ..LoraConfig::default() };
         let actor = add_lora(policy.clone(), &l(1));
         let critic = RewardModel::new(add_lora(policy, &l(2)), head, &device);
         (ActorCritic { actor, critic }, None)
     } else {
-        let reference: Llama<Infer> = policy.valid();
-        let critic = RewardModel::new(init::random::<Train>(&config, 0.02, 1, &device), head, &device);
+        let reference: Llama<B::InnerBackend> = policy.valid();
+        let critic = RewardModel::new(init::random::<B>(&config, 0.02, 1, &device), head, &device);
         (ActorCritic { actor: policy, critic }, Some(reference))
     };
     let cfg = workload_config();
-    let mut optim =
-        AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(0.0).init::<Train, ActorCritic<Train>>();
+    let mut optim = AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(0.0).init::<B, ActorCritic<B>>();
     let mut kl = cfg.kl.clone();
     let mut model = model;
     let vocab = config.vocab_size as u64;

@@ -9,15 +9,16 @@ use burn::optim::Optimizer;
 
 use super::{BenchResult, Variant};
 use crate::{
-    backend::Train,
+    backend::TrainBackend,
+    model::Llama,
     rng::Rng,
-    sft::{optimizer, Example, SftConfig, SftTask},
+    sft::{Example, SftConfig, SftTask},
     train::run::Task,
 };
 
-/// Runs the workload.
-pub fn sft(
-    base: crate::model::Llama<Train>,
+/// Runs the workload on `base`'s device.
+pub fn sft<B: TrainBackend>(
+    base: Llama<B>,
     model_name: &str,
     variant: Variant,
     threads: usize,
@@ -29,8 +30,8 @@ pub fn sft(
     crate::alloc::release_free_memory();
     let setup_rss = super::rss_mb();
     let cfg = SftConfig { lr: 1e-5, ..SftConfig::default() };
-    let mut optim = optimizer(&cfg);
-    let task = SftTask::<Train>::new(cfg.pad_id, Vec::new(), 1);
+    let mut optim = crate::optim::adamw::<B, Llama<B>>(cfg.weight_decay, cfg.clip_norm);
+    let task = SftTask::<B>::new(cfg.pad_id, Vec::new(), 1);
     let mut rng = Rng::new(1);
     let seq = |rng: &mut Rng, n: usize| (0..n).map(|_| rng.range(3, vocab) as u32).collect::<Vec<u32>>();
     let mut times = Vec::new();

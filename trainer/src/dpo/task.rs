@@ -6,7 +6,10 @@ use burn::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::train::run::{Metrics, Task};
+use crate::train::{
+    recompute::{self, Recompute},
+    run::{Metrics, Task},
+};
 use crate::{
     backend::{Train, TrainBackend},
     dpo::objective::{reference_logps, DpoPair},
@@ -52,6 +55,8 @@ pub struct DpoTask<B = Train> {
     pub eval: Vec<DpoItem>,
     /// Pairs per evaluation forward pass.
     pub eval_chunk: usize,
+    /// What the backward pass keeps of the policy's layers.
+    pub recompute: Recompute,
     /// The backend.
     pub backend: std::marker::PhantomData<B>,
 }
@@ -59,7 +64,19 @@ pub struct DpoTask<B = Train> {
 impl<B> DpoTask<B> {
     /// A task with strength `beta`, evaluated on `eval` `eval_chunk` pairs at a time.
     pub fn new(beta: f64, pad_id: u32, eval: Vec<DpoItem>, eval_chunk: usize) -> Self {
-        Self { beta, pad_id, eval, eval_chunk, backend: std::marker::PhantomData }
+        Self {
+            beta,
+            pad_id,
+            eval,
+            eval_chunk,
+            recompute: Recompute::Nothing,
+            backend: std::marker::PhantomData,
+        }
+    }
+
+    /// The task with layer-wise gradient checkpointing set to `recompute`.
+    pub fn recomputing(self, recompute: Recompute) -> Self {
+        Self { recompute, ..self }
     }
 }
 
@@ -108,10 +125,12 @@ impl<B: TrainBackend> Task for DpoTask<B> {
     }
 
     fn gradients(&self, model: &Llama<B>, items: &[DpoItem], share: f64) -> (GradientsParams, Metrics) {
-        let out = self.loss(model, items);
-        let value = scalar(out.loss.clone());
-        let grads = GradientsParams::from_grads(out.loss.mul_scalar(share).backward(), model);
-        (grads, stats_of(&out.stats, value))
+        let (grads, (stats, value)) = recompute::gradients(model, self.recompute, || {
+            let out = self.loss(model, items);
+            let value = scalar(out.loss.clone());
+            (out.loss.mul_scalar(share), (out.stats, value))
+        });
+        (grads, stats_of(&stats, value))
     }
 
     fn arrange(&self, batch: &mut [DpoItem]) {

@@ -90,6 +90,12 @@ impl<B: Backend> Llama<B> {
     ) -> Tensor<B, 3> {
         let [b, s] = tokens.dims();
         assert_eq!(layout.left_pad.len(), b, "layout.left_pad must have one entry per sequence");
+        if cache.is_none() {
+            // Layer-wise gradient checkpointing, when a training step records (crate::train::recompute).
+            if let Some(top) = crate::train::recompute::intercept(self, &tokens, layout) {
+                return self.norm.forward(top);
+            }
+        }
         let device = tokens.device();
         let inputs = self.attention_inputs(b, s, layout, &device);
         let mut x = embedding(self.embed_tokens.val(), tokens);
@@ -131,7 +137,7 @@ impl<B: Backend> Llama<B> {
     }
 
     /// RoPE tables and the attention mask for `seq` new tokens after `layout.start` cached ones.
-    fn attention_inputs(
+    pub(crate) fn attention_inputs(
         &self,
         b: usize,
         s: usize,

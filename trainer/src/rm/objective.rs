@@ -15,6 +15,7 @@ use crate::{
     backend::{Infer, Train, TrainBackend},
     rl::losses::{comparison_loss, TieModel},
     rm::model::RewardModel,
+    train::recompute::Recompute,
 };
 
 /// One preference: two full sequences (prompt + answer) of which `better` was ranked higher.
@@ -218,17 +219,20 @@ pub fn group_loss<B: Backend>(
 }
 
 /// Gradients of `share` × the loss of `groups` (for gradient accumulation, `share` is this micro-batch's part of
-/// the step's total comparison weight), with the micro-batch's statistics.
+/// the step's total comparison weight), with the micro-batch's statistics; `recompute` says what the backward
+/// pass keeps of the trunk's layers.
 pub fn group_gradients<B: TrainBackend>(
     model: &RewardModel<B>,
     groups: &[RankGroup],
     cfg: &RmTrainConfig,
     share: f64,
+    recompute: Recompute,
 ) -> (GradientsParams, StepStats) {
     let device = model.score.weight.device();
-    let (loss, stats) = group_loss(model, groups, cfg, &device);
-    let grads = GradientsParams::from_grads(loss.mul_scalar(share).backward(), model);
-    (grads, stats)
+    crate::train::recompute::gradients(model, recompute, || {
+        let (loss, stats) = group_loss(model, groups, cfg, &device);
+        (loss.mul_scalar(share), stats)
+    })
 }
 
 /// Loss, accuracy, margin and reward statistics of `groups` without gradients, `chunk` groups at a time.

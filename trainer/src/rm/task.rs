@@ -4,7 +4,10 @@ use std::marker::PhantomData;
 
 use burn::optim::GradientsParams;
 
-use crate::train::run::{Metrics, Task};
+use crate::train::{
+    recompute::Recompute,
+    run::{Metrics, Task},
+};
 use crate::{
     backend::{Train, TrainBackend},
     rm::{evaluate, group_gradients, RankGroup, RewardModel, RmTrainConfig, StepStats},
@@ -18,6 +21,8 @@ pub struct RmTask<B = Train> {
     pub eval: Vec<RankGroup>,
     /// Ranked prompts per evaluation forward pass.
     pub eval_chunk: usize,
+    /// What the backward pass keeps of the trunk's layers.
+    pub recompute: Recompute,
     /// The backend.
     pub backend: PhantomData<B>,
 }
@@ -25,7 +30,12 @@ pub struct RmTask<B = Train> {
 impl<B> RmTask<B> {
     /// A task with `cfg`, evaluated on `eval` `eval_chunk` groups at a time.
     pub fn new(cfg: RmTrainConfig, eval: Vec<RankGroup>, eval_chunk: usize) -> Self {
-        Self { cfg, eval, eval_chunk, backend: PhantomData }
+        Self { cfg, eval, eval_chunk, recompute: Recompute::Nothing, backend: PhantomData }
+    }
+
+    /// The task with layer-wise gradient checkpointing set to `recompute`.
+    pub fn recomputing(self, recompute: Recompute) -> Self {
+        Self { recompute, ..self }
     }
 }
 
@@ -56,7 +66,7 @@ impl<B: TrainBackend> Task for RmTask<B> {
         items: &[RankGroup],
         share: f64,
     ) -> (GradientsParams, Metrics) {
-        let (g, s) = group_gradients(model, items, &self.cfg, share);
+        let (g, s) = group_gradients(model, items, &self.cfg, share, self.recompute);
         let mut m = metrics(&s);
         // Comparisons add up over micro-batches instead of averaging.
         m.insert("comparisons".into(), s.comparisons as f64 / share.max(1e-12));

@@ -3,7 +3,10 @@
 
 use burn::{optim::GradientsParams, tensor::backend::Backend};
 
-use crate::train::run::{Metrics, Task};
+use crate::train::{
+    recompute::{self, Recompute},
+    run::{Metrics, Task},
+};
 use crate::{
     backend::{Train, TrainBackend},
     model::{Layout, Llama},
@@ -18,6 +21,8 @@ pub struct SftTask<B = Train> {
     pub eval: Vec<Example>,
     /// Examples per evaluation forward pass.
     pub eval_chunk: usize,
+    /// What the backward pass keeps of the policy's layers.
+    pub recompute: Recompute,
     /// The backend.
     pub backend: std::marker::PhantomData<B>,
 }
@@ -25,7 +30,12 @@ pub struct SftTask<B = Train> {
 impl<B> SftTask<B> {
     /// A task padding with `pad_id`, evaluated on `eval` `eval_chunk` examples at a time.
     pub fn new(pad_id: u32, eval: Vec<Example>, eval_chunk: usize) -> Self {
-        Self { pad_id, eval, eval_chunk, backend: std::marker::PhantomData }
+        Self { pad_id, eval, eval_chunk, recompute: Recompute::Nothing, backend: std::marker::PhantomData }
+    }
+
+    /// The task with layer-wise gradient checkpointing set to `recompute`.
+    pub fn recomputing(self, recompute: Recompute) -> Self {
+        Self { recompute, ..self }
     }
 }
 
@@ -64,9 +74,11 @@ impl<B: TrainBackend> Task for SftTask<B> {
 
     fn gradients(&self, model: &Llama<B>, items: &[Example], share: f64) -> (GradientsParams, Metrics) {
         let device = model.embed_tokens.device();
-        let loss = mean_loss(model, items, self.pad_id, &device);
-        let value = scalar(loss.clone());
-        let grads = GradientsParams::from_grads(loss.mul_scalar(share).backward(), model);
+        let (grads, value) = recompute::gradients(model, self.recompute, || {
+            let loss = mean_loss(model, items, self.pad_id, &device);
+            let value = scalar(loss.clone());
+            (loss.mul_scalar(share), value)
+        });
         let tokens: usize = items.iter().map(target_tokens).sum();
         let m = Metrics::from([
             ("loss".to_string(), value),

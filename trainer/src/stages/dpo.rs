@@ -34,7 +34,7 @@ impl<B: Backend> Fitter<B> for DpoFit<'_> {
     fn fit<T: TrainBackend<InnerBackend = B>>(self, device: &T::Device) -> Result<Self::Out, StageError> {
         let fit = self.fit;
         let policy = fit.policy::<T>(self.tensors, device)?;
-        let task = DpoTask::<T>::new(self.beta, self.pad, self.eval_items, 8);
+        let task = DpoTask::<T>::new(self.beta, self.pad, self.eval_items, 8).recomputing(fit.recompute());
         let optim = crate::optim::adamw::<T, Llama<T>>(fit.args.weight_decay, fit.args.clip);
         let (policy, metrics, state) =
             train(fit.env, &task, policy, optim, &self.train_items, fit.run, fit.run_dir)?;
@@ -87,7 +87,7 @@ fn run_on<B: Backend>(
         train_items,
         eval_items,
     };
-    let (policy, metrics, state) = on_backend::<B, _>(args.grad_checkpointing, device, job)?;
+    let (policy, metrics, state) = on_backend::<B, _>(device, job)?;
     let adapter = adapter_of(&policy, args);
     let policy: Llama<B> = merge_lora(policy);
     let config = serde_json::json!({"beta": a.beta, "run": run, "lora": args.lora_config(), "max_tokens": args.max_tokens,

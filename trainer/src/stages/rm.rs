@@ -52,7 +52,8 @@ impl<B: Backend> Fitter<B> for RmFit<'_> {
 
     fn fit<T: TrainBackend<InnerBackend = B>>(self, device: &T::Device) -> Result<Self::Out, StageError> {
         let model = RewardModel::new(self.fit.policy::<T>(self.tensors, device)?, self.head, device);
-        let task = RmTask::<T>::new(self.cfg.clone(), self.data.eval.clone(), 16);
+        let task =
+            RmTask::<T>::new(self.cfg.clone(), self.data.eval.clone(), 16).recomputing(self.fit.recompute());
         let optim = crate::optim::adamw::<T, RewardModel<T>>(self.cfg.weight_decay, self.cfg.clip_norm);
         let fit = self.fit;
         let (model, metrics, state) =
@@ -108,7 +109,7 @@ fn run_on<B: Backend>(
     };
     let fit = Fit { env, config: &s.config, args, run: &run, run_dir: &s.run_dir };
     let job = RmFit { fit: &fit, tensors: std::mem::take(&mut s.tensors), head, cfg: &cfg, data: &data };
-    let (model, metrics, state) = on_backend::<B, _>(args.grad_checkpointing, device, job)?;
+    let (model, metrics, state) = on_backend::<B, _>(device, job)?;
     let model = RewardModel { trunk: merge_lora(model.trunk), score: model.score };
     let config = serde_json::json!({"run": run, "loss": cfg, "lora": args.lora_config(), "max_tokens": args.max_tokens,
         "weight_by_agreement": a.weight_by_agreement, "steps_done": state.step});

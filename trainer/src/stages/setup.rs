@@ -22,7 +22,7 @@ use crate::{
     },
 };
 
-/// A fit on device backend `B`, generic over the training backend over it (with or without checkpointing).
+/// A fit on device backend `B`, generic over the training backend over it.
 pub trait Fitter<B: Backend> {
     /// What the fit gives back.
     type Out;
@@ -30,19 +30,10 @@ pub trait Fitter<B: Backend> {
     fn fit<T: TrainBackend<InnerBackend = B>>(self, device: &T::Device) -> Result<Self::Out, StageError>;
 }
 
-/// Runs `job` over `B` on `device`: on burn's checkpointing autodiff backend when `checkpointed`, else on the
-/// plain one.
-pub fn on_backend<B: Backend, F: Fitter<B>>(
-    checkpointed: bool,
-    device: &B::Device,
-    job: F,
-) -> Result<F::Out, StageError> {
-    use burn::backend::{autodiff::checkpoint::strategy::BalancedCheckpointing, Autodiff};
-    if checkpointed {
-        job.fit::<Autodiff<B, BalancedCheckpointing>>(device)
-    } else {
-        job.fit::<Autodiff<B>>(device)
-    }
+/// Runs `job` over `B` on `device`, on burn's autodiff backend over it (gradient checkpointing is layer-wise,
+/// [`crate::train::recompute`], the same on every backend).
+pub fn on_backend<B: Backend, F: Fitter<B>>(device: &B::Device, job: F) -> Result<F::Out, StageError> {
+    job.fit::<burn::backend::Autodiff<B>>(device)
 }
 
 /// What every stage resolves before it trains.
@@ -310,6 +301,11 @@ impl Fit<'_> {
     pub fn policy<B: Backend>(&self, tensors: TensorMap, device: &B::Device) -> Result<Llama<B>, StageError> {
         let model = crate::model::weights::from_tensors::<B>(self.config, tensors, device)?;
         Ok(adapt(prepare_base(model, self.args), self.args, self.args.seed))
+    }
+
+    /// What the backward pass keeps of the layers (`--grad-checkpointing`: only their inputs).
+    pub fn recompute(&self) -> crate::train::recompute::Recompute {
+        crate::train::recompute::Recompute::layers_if(self.args.grad_checkpointing)
     }
 }
 

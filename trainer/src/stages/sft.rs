@@ -31,7 +31,8 @@ impl<B: Backend> Fitter<B> for SftFit<'_> {
 
     fn fit<T: TrainBackend<InnerBackend = B>>(self, device: &T::Device) -> Result<Self::Out, StageError> {
         let model = self.fit.policy::<T>(self.tensors, device)?;
-        let task = SftTask::<T>::new(self.cfg.pad_id, self.data.eval.clone(), 8);
+        let task =
+            SftTask::<T>::new(self.cfg.pad_id, self.data.eval.clone(), 8).recomputing(self.fit.recompute());
         let optim = crate::optim::adamw::<T, Llama<T>>(self.cfg.weight_decay, self.cfg.clip_norm);
         let fit = self.fit;
         let (model, metrics, state) =
@@ -104,7 +105,7 @@ fn run_on<B: Backend>(
     };
     let fit = Fit { env, config: &s.config, args, run: &run, run_dir: &s.run_dir };
     let job = SftFit { fit: &fit, tensors: std::mem::take(&mut s.tensors), cfg: &cfg, data: &data };
-    let (model, metrics, state) = on_backend::<B, _>(args.grad_checkpointing, device, job)?;
+    let (model, metrics, state) = on_backend::<B, _>(device, job)?;
     let adapter = adapter_of(&model, args);
     let model: Llama<B> = merge_lora(model);
     let config = serde_json::json!({"run": run, "lora": args.lora_config(), "max_tokens": args.max_tokens,

@@ -80,7 +80,8 @@ pub fn exists(run_dir: &Path) -> bool {
     path(run_dir).join("state.json").exists() || run_dir.join("checkpoint.old").join("state.json").exists()
 }
 
-/// Loads the checkpoint into `model` and `optim` (built the same way as when it was saved) and returns the state.
+/// Loads the checkpoint into `model` and `optim` (built the same way as when it was saved, on any device: the
+/// values go to `model`'s) and returns the state.
 pub fn load<B, M, O, S>(run_dir: &Path, model: M, optim: O) -> Result<(M, O, S), CheckpointError>
 where
     B: TrainBackend,
@@ -92,7 +93,8 @@ where
     if !dir.join("state.json").exists() {
         dir = run_dir.join("checkpoint.old");
     }
-    let device: burn::tensor::Device<B> = Default::default();
+    // Onto the device the run's model was built on (a checkpoint holds plain values: it resumes on any device).
+    let device: burn::tensor::Device<B> = model.devices().first().cloned().unwrap_or_default();
     let rec = Rec::new();
     let model_path = dir.join("model");
     let record = rec.load(model_path.clone(), &device).map_err(|e| CheckpointError::Record {

@@ -1,8 +1,10 @@
-//! Training runs: the shared loop ([`run`]), its schedule, batch order, checkpoints and out-of-memory fallback.
+//! Training runs: the shared loop ([`run`]), its schedule, batch order, checkpoints, out-of-memory fallback and
+//! layer-wise gradient checkpointing ([`recompute`]).
 //! The tasks that run on it live with their methods: [`crate::rm`], [`crate::sft`], [`crate::dpo`].
 
 pub mod checkpoint;
 pub mod oom;
+pub mod recompute;
 pub mod run;
 pub mod schedule;
 pub mod split;
