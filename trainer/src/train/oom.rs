@@ -15,9 +15,19 @@ pub fn is_out_of_memory(payload: &(dyn std::any::Any + Send)) -> bool {
         .or_else(|| payload.downcast_ref::<&str>().copied())
         .unwrap_or("")
         .to_ascii_lowercase();
-    ["out of memory", "outofmemory", "out_of_memory", "memory allocation", "failed to allocate"]
-        .iter()
-        .any(|k| text.contains(k))
+    // cubecl (burn-cuda, burn-wgpu) unwraps `IoError::BufferTooBig` ("can't allocate buffer of size: N") when the
+    // device's memory pool cannot hold a buffer; CUDA's own error is CUDA_ERROR_OUT_OF_MEMORY.
+    [
+        "out of memory",
+        "outofmemory",
+        "out_of_memory",
+        "memory allocation",
+        "failed to allocate",
+        "can't allocate buffer",
+        "buffertoobig",
+    ]
+    .iter()
+    .any(|k| text.contains(k))
 }
 
 /// Runs `attempt(micro_batch)`; when it panics with an allocation failure and the micro-batch is above 1, halves
@@ -64,6 +74,22 @@ mod tests {
         assert_eq!(mb, 2);
         assert_eq!(*tried.borrow(), vec![16, 8, 4, 2]);
         assert_eq!(halvings, vec![(16, 8), (8, 4), (4, 2)]);
+    }
+
+    #[test]
+    fn the_gpu_backends_allocation_failures_are_recognised() {
+        let cubecl: Box<dyn std::any::Any + Send> = Box::new(
+            "called `Result::unwrap()` on an `Err` value: can't allocate buffer of size: 8589934592"
+                .to_string(),
+        );
+        assert!(is_out_of_memory(cubecl.as_ref()));
+        let debug: Box<dyn std::any::Any + Send> = Box::new("BufferTooBig { size: 1 }".to_string());
+        assert!(is_out_of_memory(debug.as_ref()));
+        let cuda: Box<dyn std::any::Any + Send> =
+            Box::new("DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")");
+        assert!(is_out_of_memory(cuda.as_ref()));
+        let other: Box<dyn std::any::Any + Send> = Box::new("index out of bounds".to_string());
+        assert!(!is_out_of_memory(other.as_ref()));
     }
 
     #[test]
