@@ -1,7 +1,8 @@
 //! Layer-wise gradient checkpointing (`trainer::train::recompute`) changes what the backward pass keeps, not what
-//! it computes: three steps of the reward model, SFT and DPO with it give the losses (1e-5) and the trained weights (1e-4) of
-//! the same steps without it (full fine-tuning with a tied embedding, an untied head, LoRA, QLoRA and P-Tuning
-//! v2), on the fused CPU kernels and on burn's generic operations.
+//! it computes: three steps of the reward model, SFT and DPO with it give the losses (1e-5) and the trained
+//! weights (1e-4) of the same steps without it (full fine-tuning with a tied embedding, an untied head, LoRA,
+//! QLoRA and P-Tuning v2), on the fused CPU kernels and on burn's generic operations; three PPO iterations (actor
+//! and critic in one backward pass) give the same statistics and weights.
 
 use burn::{
     module::{Module, ModuleVisitor, Param},
@@ -176,5 +177,84 @@ fn layer_wise_recomputation_is_the_same_on_burns_generic_operations() {
         let what = format!("generic rm {tuning:?}");
         let (a, b) = with_generic(|| (rm_run(tuning, Recompute::Nothing), rm_run(tuning, Recompute::Layers)));
         assert_same(&what, a, b);
+    }
+}
+
+/// Three PPO iterations (sampled answers, two epochs of two minibatches each): each iteration's score, KL,
+/// policy and value loss, and the trained actor-critic's weights.
+fn ppo_run(tuning: Tuning, recompute: Recompute) -> (Vec<Vec<f32>>, Vec<[f64; 4]>) {
+    use burn::module::AutodiffModule;
+    use trainer::{
+        ppo::{
+            run::{run, PpoRunConfig},
+            ActorCritic, PpoConfig,
+        },
+        rl::kl::KlController,
+    };
+    let device = default_device();
+    let head: Vec<f32> = (0..32).map(|i| ((i as f32) * 0.21).cos() * 0.3).collect();
+    let reward = RewardModel::new(policy(Tuning::FullTied).valid(), head, &device);
+    // As the ppo stage builds them: full models apart, or two adapters of their own on one frozen base.
+    let frozen = init::random::<Train>(&config(true), 0.1, 3, &device);
+    let lora = |seed| LoraConfig { rank: 4, alpha: 8.0, seed, ..LoraConfig::default() };
+    let (base, critic_trunk) = match tuning {
+        Tuning::Lora => (add_lora(frozen.clone(), &lora(2)), add_lora(frozen, &lora(9))),
+        Tuning::Qlora => (add_qlora(frozen.clone(), &lora(2)), add_qlora(frozen, &lora(9))),
+        _ => (policy(tuning), init::random::<Train>(&config(true), 0.1, 6, &device)),
+    };
+    let model = ActorCritic { actor: base, critic: RewardModel::new(critic_trunk, vec![0.0; 32], &device) };
+    let reference = model.actor.valid();
+    let mut rng = Rng::new(5);
+    let prompts: Vec<Vec<u32>> = (0..8).map(|_| (0..3).map(|_| rng.range(3, 48) as u32).collect()).collect();
+    let cfg = PpoConfig {
+        temperature: 1.0,
+        max_new_tokens: 5,
+        stop_ids: vec![2],
+        kl: KlController::Adaptive { beta: 0.1, target: 2.0, horizon: 100.0 },
+        lr: 1e-3,
+        epochs: 2,
+        recompute,
+        ..PpoConfig::default()
+    };
+    let rc = PpoRunConfig { iterations: 3, batch: 4, seed: 3, checkpoint_every: 0 };
+    let optim = trainer::optim::adamw::<Train, ActorCritic<Train>>(0.0, 1.0);
+    let mut out = Vec::new();
+    let full = matches!(tuning, Tuning::FullTied | Tuning::FullUntied).then_some(&reference);
+    let (m, _, _) = run(
+        model,
+        optim,
+        &prompts,
+        &reward,
+        full,
+        &cfg,
+        &rc,
+        None,
+        &mut |r| {
+            let u = &r.stats.update;
+            out.push([r.stats.score, r.stats.kl, u.policy_loss, u.value_loss])
+        },
+        &|| false,
+    )
+    .unwrap();
+    (values(&m), out)
+}
+
+#[test]
+fn layer_wise_recomputation_trains_ppo_the_same() {
+    for tuning in [Tuning::FullTied, Tuning::Lora, Tuning::Qlora] {
+        let (plain, layers) = (ppo_run(tuning, Recompute::Nothing), ppo_run(tuning, Recompute::Layers));
+        assert_eq!(plain.1.len(), 3);
+        for (a, b) in plain.1.iter().zip(&layers.1) {
+            for (x, y) in a.iter().zip(b) {
+                assert!((x - y).abs() < 1e-5, "ppo {tuning:?}: {:?} vs {:?}", plain.1, layers.1);
+            }
+        }
+        let worst = plain
+            .0
+            .iter()
+            .zip(&layers.0)
+            .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs()))
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-4, "ppo {tuning:?}: trained weights differ by {worst}");
     }
 }

@@ -581,6 +581,22 @@ pub struct ServeArgs {
     /// client bundle was not embedded at build time or to override it.
     #[arg(long, env = "ALIGNBOX_SITE_ROOT")]
     pub site_root: Option<PathBuf>,
+
+    /// API requests (`/v1/chat/completions`, `/v1/completions`) generating at once.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub api_concurrency: u64,
+
+    /// API requests that may wait for a generation slot; beyond that they are refused with 429 and Retry-After.
+    #[arg(long, default_value_t = 32)]
+    pub api_queue: usize,
+
+    /// API requests one key may have in flight (waiting or generating); beyond that 429.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub api_per_key: u64,
+
+    /// Longest wait for a generation slot (then 503) and longest generation (then the answer is cut), seconds.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub api_timeout_s: u64,
 }
 
 /// `alignbox models …`.
@@ -695,6 +711,9 @@ pub enum BenchCommand {
         /// The same adapters on a base whose projections are held in NF4 (QLoRA).
         #[arg(long, conflicts_with = "lora")]
         qlora: bool,
+        /// With layer-wise gradient checkpointing (bench `sft_ckpt`).
+        #[arg(long)]
+        grad_checkpointing: bool,
     },
     /// One PPO iteration (TRL's formulas): 8 prompts × 64 tokens, 64 new tokens, reference, value and reward
     /// forwards, GAE, 2 minibatches of update; per-phase times (`--lora`: actor and critic as adapters on one

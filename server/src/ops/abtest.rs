@@ -12,7 +12,7 @@ use store::{
     Batch, Candidate, Prompt,
 };
 use trainer::{
-    backend::{default_device, Infer},
+    burn::tensor::backend::Backend,
     generate::{generate, GenerateConfig, SamplingConfig},
     train::{run::Metrics, split::held_out},
 };
@@ -22,8 +22,12 @@ use crate::cli::AbTestArgs;
 
 /// Creates up to `--prompts` A/B items of `--model` against `--against` on held-out prompts.
 pub fn run_in(a: &AbTestArgs, env: &Env) -> anyhow::Result<JobResult> {
-    let device = default_device();
-    let load = |id: &str| env.reg.load_policy::<Infer>(id, &device);
+    trainer::with_backend!(super::compute_device::current(), B, dev => run_on::<B>(a, env, dev))
+}
+
+/// [`run_in`] on the process's device.
+fn run_on<B: Backend>(a: &AbTestArgs, env: &Env, device: &B::Device) -> anyhow::Result<JobResult> {
+    let load = |id: &str| env.reg.load_policy::<B>(id, device);
     let (new, tok) = load(&a.model)?;
     let (old, _) = load(&a.against)?;
     if new.config.vocab_size != old.config.vocab_size {
@@ -67,7 +71,7 @@ pub fn run_in(a: &AbTestArgs, env: &Env) -> anyhow::Result<JobResult> {
             created_ms: store::now_ms(),
         };
         for (model, id) in [(&new, &a.model), (&old, &a.against)] {
-            let out = generate(model, std::slice::from_ref(&ids), &cfg(a.seed ^ p.id), &device);
+            let out = generate(model, std::slice::from_ref(&ids), &cfg(a.seed ^ p.id), device);
             let tokens: Vec<u32> = out.tokens[0].clone();
             batch.candidates.push(Candidate {
                 id: env.store.new_id()?,
@@ -84,7 +88,7 @@ pub fn run_in(a: &AbTestArgs, env: &Env) -> anyhow::Result<JobResult> {
         env.line(format!("A/B item {} of {}", i + 1, roots.len()));
     }
     if let Some(rm_id) = &a.reward {
-        let (rm, _) = env.reg.load_reward_model::<Infer>(rm_id, &device)?;
+        let (rm, _) = env.reg.load_reward_model::<B>(rm_id, device)?;
         let mut sequences = Vec::new();
         for c in &batch.candidates {
             let p = batch.prompts.iter().find(|p| p.id == c.prompt_id).expect("its prompt");
@@ -92,7 +96,7 @@ pub fn run_in(a: &AbTestArgs, env: &Env) -> anyhow::Result<JobResult> {
             sequences.push([ids, c.tokens.clone()].concat());
         }
         let pad = tok.pad_id(&rm.trunk.config.eos_token_ids);
-        let scores = trainer::rm::score_sequences(&rm, &sequences, pad, 8, &device);
+        let scores = trainer::rm::score_sequences(&rm, &sequences, pad, 8, device);
         let mut all = env.store.ab_scores(&a.model, &a.against)?;
         all.extend(batch.candidates.iter().map(|c| c.id).zip(scores));
         let what = format!("reward model {rm_id} scored A/B answers");

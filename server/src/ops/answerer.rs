@@ -4,9 +4,7 @@
 use anyhow::Context;
 use store::{Batch, Candidate, Prompt, Store};
 use trainer::{
-    backend::{default_device, Infer},
-    generate::{generate, GenerateConfig, SamplingConfig},
-    model::Llama,
+    generate::{GenerateConfig, LoadedPolicy, SamplingConfig},
     registry::Registry,
     tokenizer::TextTokenizer,
 };
@@ -24,38 +22,40 @@ pub struct SampleConfig {
     pub top_p: f32,
 }
 
-/// A policy loaded for answering, reloaded when another version is asked for.
+/// A policy loaded for answering on the process's device, reloaded when another version is asked for.
 #[derive(Default)]
 pub struct Answerer {
-    loaded: Option<(String, Llama<Infer>, TextTokenizer)>,
+    loaded: Option<(String, LoadedPolicy)>,
 }
 
 impl Answerer {
     /// Loads `policy` unless it is the one loaded.
     pub fn ensure(&mut self, reg: &Registry, policy: &str) -> anyhow::Result<()> {
-        if self.loaded.as_ref().is_some_and(|(id, _, _)| id == policy) {
+        if self.loaded.as_ref().is_some_and(|(id, _)| id == policy) {
             return Ok(());
         }
         self.loaded = None;
-        let (m, tok) = reg.load_policy::<Infer>(policy, &default_device())?;
-        tracing::info!(%policy, "policy loaded for candidates");
-        self.loaded = Some((policy.to_string(), m, tok));
+        let device = super::compute_device::current();
+        let loaded = LoadedPolicy::load(reg, policy, device)?;
+        tracing::info!(%policy, %device, "policy loaded for candidates");
+        self.loaded = Some((policy.to_string(), loaded));
         Ok(())
     }
 
     /// Samples `cfg.k` answers to `prompt` from the loaded policy and stores them (one transaction). Returns
     /// how many were stored.
     pub fn answer(&self, store: &Store, prompt: &Prompt, cfg: &SampleConfig) -> anyhow::Result<usize> {
-        let (policy, model, tok) = self.loaded.as_ref().context("no policy loaded")?;
+        let (policy, model) = self.loaded.as_ref().context("no policy loaded")?;
+        let tok = &model.tokenizer;
         let ids = input_ids(tok, prompt)?;
         let gen_cfg = GenerateConfig {
             max_new_tokens: cfg.max_new_tokens,
             sampling: SamplingConfig { temperature: cfg.temperature, top_k: 0, top_p: cfg.top_p },
             seed: prompt.id,
-            stop_ids: model.config.eos_token_ids.clone(),
-            pad_id: tok.pad_id(&model.config.eos_token_ids),
+            stop_ids: model.stop_ids().to_vec(),
+            pad_id: tok.pad_id(model.stop_ids()),
         };
-        let out = generate(model, &vec![ids; cfg.k.max(2)], &gen_cfg, &default_device());
+        let out = model.generate(&vec![ids; cfg.k.max(2)], &gen_cfg);
         let now = store::now_ms();
         let mut batch = Batch::default();
         for (tokens, logprobs) in out.tokens.into_iter().zip(out.logprobs) {

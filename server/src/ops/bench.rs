@@ -62,13 +62,17 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             r.rss_baseline_mb = Some(baseline);
             print(r)?;
         }
-        BenchCommand::Sft { args, lora, qlora } => {
+        BenchCommand::Sft { args, lora, qlora, grad_checkpointing } => {
             let threads = set_threads(args.threads);
             let (warmup, iters) = (args.warmup.unwrap_or(3), args.iters.unwrap_or(20));
-            print(trainer::with_backend!(device, D, dev => {
+            let baseline = bench::rss_mb();
+            let recompute = Recompute::layers_if(grad_checkpointing);
+            let mut r = trainer::with_backend!(device, D, dev => {
                 let base = model::<Autodiff<D>>(&args, dev)?;
-                bench::sft::sft(base, &args.model, variant(lora, qlora), threads, warmup, iters)
-            }))?;
+                bench::sft::sft(base, &args.model, variant(lora, qlora), recompute, threads, warmup, iters)
+            });
+            r.rss_baseline_mb = Some(baseline);
+            print(r)?;
         }
         BenchCommand::Ppo { args, lora } => {
             let threads = set_threads(args.threads);

@@ -4,7 +4,7 @@
 
 use clap::{Parser, Subcommand};
 use trainer::{
-    memory::{describe, estimate, fit_micro_batch, mib, ppo_estimate, PlanInput},
+    memory::{describe, estimate, fit_micro_batch, mib, ppo_estimate, Head, PlanInput},
     registry::Registry,
     stages::MicroBatch,
 };
@@ -250,17 +250,24 @@ pub fn estimate_line(cmd: &JobCommand, reg: &Registry, k: usize) -> Result<Strin
         TrainCommand::Ppo(a) => args.batch.div_ceil(a.minibatches.max(1)),
         _ => args.batch,
     };
-    let input = args.plan_input(&config, args.max_tokens);
+    let head = match t.as_ref() {
+        TrainCommand::Rm(_) => Head::Reward,
+        _ => Head::Logits,
+    };
+    let device = super::compute_device::current();
+    let input = args.plan_input(&config, args.max_tokens, head, device);
     let fixed = match args.micro_batch {
         MicroBatch::Fixed(m) => Some(m),
         MicroBatch::Auto => None,
     };
-    let micro =
-        fit_micro_batch(fixed, args.budget_bytes(), &input, per_pass, seqs_per_item).map_err(refused)?;
-    let e = estimate(&PlanInput { micro_batch: micro * seqs_per_item, ..input });
+    let micro = fit_micro_batch(fixed, args.budget_bytes(device), &input, per_pass, seqs_per_item)
+        .map_err(refused)?;
+    let e = estimate(&PlanInput { micro_batch: micro * seqs_per_item, ..input.clone() });
     let extra = match t.as_ref() {
         TrainCommand::Ppo(a) => {
-            let p = ppo_estimate(&e, args.adapters(), reg.get(&a.reward).map_err(refused)?.num_params);
+            let critic = estimate(&PlanInput { micro_batch: micro, head: Head::Reward, ..input });
+            let p =
+                ppo_estimate(&e, &critic, args.adapters(), reg.get(&a.reward).map_err(refused)?.num_params);
             format!(
                 "; critic {}, reference {}, reward model {}, PPO total {}",
                 mib(p.critic),
@@ -276,7 +283,7 @@ pub fn estimate_line(cmd: &JobCommand, reg: &Registry, k: usize) -> Result<Strin
         args.tuning_name(),
         args.max_tokens,
         describe(&e),
-        args.budget_bytes().map(|b| format!("; budget {}", mib(b))).unwrap_or_default()
+        args.budget_bytes(device).map(|b| format!("; budget {}", mib(b))).unwrap_or_default()
     ))
 }
 

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use anyhow::Context;
 use store::{Batch, Candidate, Ranking, Store};
 use trainer::{
-    backend::{default_device, Infer},
+    burn::tensor::backend::Backend,
     generate::{generate, GenerateConfig, SamplingConfig},
     model::Llama,
     ppo::rollout::kl_per_answer,
@@ -50,9 +50,9 @@ fn sampling(args: &DemoArgs, seed: u64, eos: &[u32], pad: u32) -> GenerateConfig
 }
 
 /// Imports the demo prompts, samples K candidates per prompt from `base` and ranks them with the rule.
-fn annotate(
+fn annotate<B: Backend>(
     store: &Store,
-    base: &Llama<Infer>,
+    base: &Llama<B>,
     tok: &TextTokenizer,
     base_id: &str,
     args: &DemoArgs,
@@ -64,7 +64,7 @@ fn annotate(
         store.write_batch(&batch, "demo", "import")?;
         eprintln!("demo: imported {}", batch.summary());
     }
-    let eos = base.config.eos_token_ids.clone();
+    let (eos, device) = (base.config.eos_token_ids.clone(), base.embed_tokens.device());
     let pad = tok.pad_id(&eos);
     let prompts = store.prompts()?;
     let todo: Vec<&store::Prompt> =
@@ -76,7 +76,7 @@ fn annotate(
             let ids = prompt_ids(tok, p)?;
             rows.extend(std::iter::repeat_n(ids, args.k));
         }
-        let out = generate(base, &rows, &sampling(args, 1000 + chunk[0].id, &eos, pad), &default_device());
+        let out = generate(base, &rows, &sampling(args, 1000 + chunk[0].id, &eos, pad), &device);
         let mut batch = Batch::default();
         let now = store::now_ms();
         for (i, p) in chunk.iter().enumerate() {
@@ -168,21 +168,21 @@ fn common(args: &DemoArgs, name: &str, steps: usize, batch: usize, lr: f64) -> T
 
 /// Rule win-rate (ties half) of `new` against `base` and the KL(new ‖ base) per answer on `prompts`, sampling
 /// `per_prompt` answers each.
-fn measure(
-    new: &Llama<Infer>,
-    base: &Llama<Infer>,
+fn measure<B: Backend>(
+    new: &Llama<B>,
+    base: &Llama<B>,
     tok: &TextTokenizer,
     prompts: &[Vec<u32>],
     args: &DemoArgs,
 ) -> anyhow::Result<serde_json::Value> {
-    let eos = base.config.eos_token_ids.clone();
+    let (eos, device) = (base.config.eos_token_ids.clone(), base.embed_tokens.device());
     let pad = tok.pad_id(&eos);
     let (mut wins, mut n, mut kl, mut words_new, mut words_base) = (0.0, 0usize, 0.0, 0usize, 0usize);
     for (c, chunk) in prompts.chunks(2).enumerate() {
         let rows: Vec<Vec<u32>> =
             chunk.iter().flat_map(|p| std::iter::repeat_n(p.clone(), args.eval_samples)).collect();
-        let a = generate(new, &rows, &sampling(args, 5000 + c as u64, &eos, pad), &default_device());
-        let b = generate(base, &rows, &sampling(args, 9000 + c as u64, &eos, pad), &default_device());
+        let a = generate(new, &rows, &sampling(args, 5000 + c as u64, &eos, pad), &device);
+        let b = generate(base, &rows, &sampling(args, 9000 + c as u64, &eos, pad), &device);
         for i in 0..rows.len() {
             let (ta, tb) = (tok.decode(&a.tokens[i], true)?, tok.decode(&b.tokens[i], true)?);
             words_new += ta.split_whitespace().count();
@@ -210,8 +210,12 @@ fn measure(
     }))
 }
 
-/// Runs the demo.
+/// Runs the demo on the process's device.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    trainer::with_backend!(super::compute_device::current(), B, dev => run_on::<B>(args, dev))
+}
+
+fn run_on<B: Backend>(args: DemoArgs, device: &B::Device) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let reg = Registry::new(&args.data.data_dir);
     let base_id = match args.base.clone().or(reg.default_id()?) {
@@ -220,8 +224,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             "no base policy: run `alignbox serve --default-model …` once or `alignbox models import`"
         ),
     };
-    let device = default_device();
-    let (base, tok) = reg.load_policy::<Infer>(&base_id, &device)?;
+    let (base, tok) = reg.load_policy::<B>(&base_id, device)?;
     {
         let (_lock, store) = DataDir::open_store(&args.data.data_dir)?;
         annotate(&store, &base, &tok, &base_id, &args)?;
@@ -292,7 +295,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     });
     report["base_vs_base"] = measure(&base, &base, &tok, &held, &args)?;
     for id in [ppo, dpo] {
-        let (m, _) = reg.load_policy::<Infer>(id, &device)?;
+        let (m, _) = reg.load_policy::<B>(id, device)?;
         report[id] = measure(&m, &base, &tok, &held, &args)?;
         report[id]["lineage_metrics"] = serde_json::to_value(reg.get(id)?.lineage.map(|l| l.metrics))?;
     }

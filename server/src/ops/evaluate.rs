@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Context};
 use trainer::{
-    backend::{default_device, Infer},
+    burn::tensor::backend::Backend,
     eval::{calibration, pairwise_predictions},
     ppo::PpoConfig,
     rm::{RankGroup, RmTrainConfig},
@@ -40,13 +40,23 @@ fn num(v: Option<&serde_json::Value>, default: f64) -> f64 {
 /// Loss, accuracy, margin and reward statistics of reward model `model` on the held-out rankings of its own
 /// training run (or of `split_of`'s run, or on every ranking with `all`).
 pub fn eval_rm(env: &Env, model: &str, all: bool, split_of: Option<&str>) -> anyhow::Result<Metrics> {
+    trainer::with_backend!(super::compute_device::current(), B, dev => eval_rm_on::<B>(env, model, all, split_of, dev))
+}
+
+/// [`eval_rm`] on the process's device.
+fn eval_rm_on<B: Backend>(
+    env: &Env,
+    model: &str,
+    all: bool,
+    split_of: Option<&str>,
+    device: &B::Device,
+) -> anyhow::Result<Metrics> {
     let version = env.reg.get(model)?;
     let split_version = match split_of {
         Some(other) => env.reg.get(other)?,
         None => version.clone(),
     };
-    let device = default_device();
-    let (rm, tok) = env.reg.load_reward_model::<Infer>(model, &device)?;
+    let (rm, tok) = env.reg.load_reward_model::<B>(model, device)?;
     let split = split_version.lineage.clone();
     let (fraction, seed) = match &split {
         Some(l) if !all => (num(l.data.get("eval_fraction"), 0.1), num(l.data.get("split_seed"), 0.0) as u64),
@@ -70,7 +80,7 @@ pub fn eval_rm(env: &Env, model: &str, all: bool, split_of: Option<&str>) -> any
     // Calibration of P(better) = σ(r_a − r_b) over the strict comparisons, both orientations, 10 bins.
     let mut predictions = Vec::new();
     for g in &groups {
-        let scores = trainer::rm::score_sequences(&rm, &g.sequences, cfg.pad_id, 16, &device);
+        let scores = trainer::rm::score_sequences(&rm, &g.sequences, cfg.pad_id, 16, device);
         let wins: Vec<(usize, usize)> = g.wins.iter().map(|w| (w.0, w.1)).collect();
         predictions.extend(pairwise_predictions(&scores, &wins));
     }
@@ -88,6 +98,11 @@ pub fn eval_rm(env: &Env, model: &str, all: bool, split_of: Option<&str>) -> any
 
 /// `model` against `against` (default: its first parent) on held-out prompts, judged by reward model `reward`.
 pub fn eval_policy(env: &Env, a: &EvalPolicyArgs) -> anyhow::Result<Metrics> {
+    trainer::with_backend!(super::compute_device::current(), B, dev => eval_policy_on::<B>(env, a, dev))
+}
+
+/// [`eval_policy`] on the process's device.
+fn eval_policy_on<B: Backend>(env: &Env, a: &EvalPolicyArgs, device: &B::Device) -> anyhow::Result<Metrics> {
     let against = match &a.against {
         Some(x) => x.clone(),
         None => env
@@ -99,11 +114,10 @@ pub fn eval_policy(env: &Env, a: &EvalPolicyArgs) -> anyhow::Result<Metrics> {
             .with_context(|| format!("{} has no parent: pass --against", a.model))?,
     };
     anyhow::ensure!(a.temperature > 0.0, "--temperature must be above 0");
-    let device = default_device();
-    let load = |id: &str| env.reg.load_policy::<Infer>(id, &device);
+    let load = |id: &str| env.reg.load_policy::<B>(id, device);
     let (policy, tok) = load(&a.model)?;
     let (other, _) = load(&against)?;
-    let (reward, _) = env.reg.load_reward_model::<Infer>(&a.reward, &device)?;
+    let (reward, _) = env.reg.load_reward_model::<B>(&a.reward, device)?;
     if policy.config.vocab_size != other.config.vocab_size
         || policy.config.vocab_size != reward.trunk.config.vocab_size
     {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use trainer::{
-    backend::{default_device, Infer},
+    burn::tensor::backend::Backend,
     eval::wilson,
     generate::{generate, GenerateConfig, SamplingConfig},
     rm::score_sequences,
@@ -163,18 +163,18 @@ fn chosen_suites(args: &ProbeArgs, env: &Env) -> anyhow::Result<Vec<(String, Vec
 }
 
 /// What probing needs: the reward model, its tokenizer, the policy (if any), the device and the thresholds.
-struct Prober<'a> {
+struct Prober<'a, B: Backend> {
     args: &'a ProbeArgs,
-    rm: trainer::rm::RewardModel<Infer>,
+    rm: trainer::rm::RewardModel<B>,
     tok: trainer::tokenizer::TextTokenizer,
-    policy: Option<trainer::model::Llama<Infer>>,
-    device: trainer::burn::tensor::Device<Infer>,
+    policy: Option<trainer::model::Llama<B>>,
+    device: B::Device,
     eos: Option<u32>,
     /// (max stereotype rate, max counterfactual gap).
     thresholds: (f64, f64),
 }
 
-impl Prober<'_> {
+impl<B: Backend> Prober<'_, B> {
     fn pad(&self) -> u32 {
         self.eos.unwrap_or(0)
     }
@@ -218,7 +218,7 @@ impl Prober<'_> {
     /// The policy's greedy answers to a counterfactual prompt, one per term, added to the group's record.
     fn answer_terms(
         &self,
-        policy: &trainer::model::Llama<Infer>,
+        policy: &trainer::model::Llama<B>,
         prompt: &str,
         terms: &[String],
         entry: &mut PolicyAnswers,
@@ -387,11 +387,15 @@ fn flag_text(g: &GroupReport, (max_rate, max_gap): (f64, f64)) -> String {
 
 /// Runs the probes of `args` and stores the report under the reward model (and the policy).
 pub fn run_in(args: &ProbeArgs, env: &Env) -> anyhow::Result<JobResult> {
-    let device = default_device();
-    let (rm, tok) = env.reg.load_reward_model::<Infer>(&args.model, &device)?;
+    trainer::with_backend!(super::compute_device::current(), B, dev => run_on::<B>(args, env, dev.to_owned()))
+}
+
+/// [`run_in`] on the process's device.
+fn run_on<B: Backend>(args: &ProbeArgs, env: &Env, device: B::Device) -> anyhow::Result<JobResult> {
+    let (rm, tok) = env.reg.load_reward_model::<B>(&args.model, &device)?;
     let chosen = chosen_suites(args, env)?;
     let policy = match &args.policy {
-        Some(id) => Some(env.reg.load_policy::<Infer>(id, &device)?.0),
+        Some(id) => Some(env.reg.load_policy::<B>(id, &device)?.0),
         None => None,
     };
     let eos = tok.eos(&rm.trunk.config.eos_token_ids);

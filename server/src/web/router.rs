@@ -47,6 +47,7 @@ pub fn build(state: AppState) -> Router {
         .route("/api/exports/{name}/{*file}", get(super::http::live::download))
         .route("/v1/models", get(super::http::openai::models))
         .route("/v1/chat/completions", post(super::http::openai::chat))
+        .route("/v1/completions", post(super::http::completions::completions))
         .leptos_routes_with_context(&state, routes, move || provide_context(ctx.clone()), {
             let options = state.leptos.clone();
             move || shell(options.clone())

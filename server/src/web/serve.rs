@@ -76,7 +76,14 @@ async fn serve(
             reg: trainer::registry::Registry::new(data.root()),
         }),
     };
-    let state = AppState { leptos: router::leptos_options(addr), ctx, site, serving: Default::default() };
+    let limits = super::http::admission::Limits {
+        concurrent: args.api_concurrency as usize,
+        queue: args.api_queue,
+        per_key: args.api_per_key as usize,
+        timeout: std::time::Duration::from_secs(args.api_timeout_s),
+    };
+    let serving = std::sync::Arc::new(super::http::openai::Serving::new(limits));
+    let state = AppState { leptos: router::leptos_options(addr), ctx, site, serving };
     tracing::info!(%addr, data_dir = %data.root().display(), backend = crate::ops::device_backend(crate::ops::device()), device = %crate::ops::device(), device_name = %crate::ops::device_view().name, policy = ?state.ctx.policy, "serving");
     let app = router::build(state);
     // The one line on stdout: scripts and tests read the address from it.

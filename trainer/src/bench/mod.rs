@@ -82,7 +82,8 @@ pub struct BenchResult {
     pub min_s: f64,
     /// Slowest call.
     pub max_s: f64,
-    /// Peak resident memory of the process so far, MiB.
+    /// Peak resident memory of the process, MiB: since the model was set up for `rm` and `sft` (loading's
+    /// transient copies excluded, see [`reset_peak_rss`]), else since the start.
     pub peak_rss_mb: f64,
     /// Resident memory once the model is built (weights held as trained: f32, or NF4 with QLoRA), MiB.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -176,6 +177,13 @@ fn status_mb(key: &str) -> f64 {
 /// Peak resident set size of this process in MiB (`VmHWM`).
 pub fn peak_rss_mb() -> f64 {
     status_mb("VmHWM:")
+}
+
+/// Starts the peak ([`peak_rss_mb`]) over from the resident memory now (Linux: `5` into `/proc/self/clear_refs`),
+/// so that a workload's peak excludes what loading its model held for a moment (QLoRA quantizes an f32 copy).
+/// Returns whether the kernel allowed it.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 /// Resident memory of this process now in MiB (`VmRSS`).
@@ -276,6 +284,7 @@ pub fn rm<B: crate::backend::TrainBackend>(
     let config = base.config.clone();
     let trunk = variant.apply(base);
     crate::alloc::release_free_memory();
+    reset_peak_rss();
     let setup_rss = rss_mb();
     let mut rng = Rng::new(1);
     let head: Vec<f32> = (0..config.hidden_size).map(|_| (rng.normal() * 0.02) as f32).collect();
@@ -315,6 +324,8 @@ pub fn rm<B: crate::backend::TrainBackend>(
         micro_batch: 16,
         grad_checkpointing: ckpt,
         bytes_per_value: 4,
+        head: crate::memory::Head::Reward,
+        kernels: crate::memory::Kernels::of::<B>(),
     };
     r.estimate_mb = Some(crate::memory::estimate(&plan).total as f64 / (1 << 20) as f64);
     r.pairs_per_s = Some(8.0 / r.median_s);

@@ -1,6 +1,13 @@
 //! CUDA through cudarc: the driver library is loaded on first use, so a machine without one reports zero
 //! devices instead of failing to start.
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, OnceLock},
+};
+
+use cudarc::driver::CudaContext;
+
 use super::DeviceInfo;
 
 /// Whether the driver library (`libcuda.so`, `nvcuda.dll`) can be loaded.
@@ -15,7 +22,21 @@ pub fn count() -> Result<usize, String> {
     if !driver_present() {
         return Err("the NVIDIA driver (libcuda) is not installed".into());
     }
-    cudarc::driver::CudaContext::device_count().map(|n| n.max(0) as usize).map_err(|e| format!("{e:?}"))
+    CudaContext::device_count().map(|n| n.max(0) as usize).map_err(|e| format!("{e:?}"))
+}
+
+/// The driver context of device `index`, made once per process (`/healthz` and `/metrics` read the device's
+/// memory on every request; retaining the primary context each time costs a driver round trip).
+fn context(index: usize) -> Result<Arc<CudaContext>, String> {
+    static CONTEXTS: OnceLock<Mutex<HashMap<usize, Arc<CudaContext>>>> = OnceLock::new();
+    let mut contexts =
+        CONTEXTS.get_or_init(Default::default).lock().map_err(|_| "CUDA context cache poisoned")?;
+    if let Some(ctx) = contexts.get(&index) {
+        return Ok(ctx.clone());
+    }
+    let ctx = CudaContext::new(index).map_err(|e| format!("{e:?}"))?;
+    contexts.insert(index, ctx.clone());
+    Ok(ctx)
 }
 
 /// Name and memory of device `index` (from the driver; free memory as the driver reports it now).
@@ -24,7 +45,7 @@ pub fn info(index: usize) -> DeviceInfo {
     if count().map_or(true, |n| index >= n) {
         return DeviceInfo { id, name: "unavailable".into(), memory_total: None, memory_free: None };
     }
-    match cudarc::driver::CudaContext::new(index) {
+    match context(index) {
         Ok(ctx) => {
             let (free, total) =
                 ctx.mem_get_info().map_or((None, None), |(f, t)| (Some(f as u64), Some(t as u64)));
@@ -36,7 +57,7 @@ pub fn info(index: usize) -> DeviceInfo {
             }
         }
         Err(e) => {
-            DeviceInfo { id, name: format!("unavailable ({e:?})"), memory_total: None, memory_free: None }
+            DeviceInfo { id, name: format!("unavailable ({e})"), memory_total: None, memory_free: None }
         }
     }
 }

@@ -72,10 +72,11 @@ pub struct DeviceInfo {
     pub id: String,
     /// The hardware's name (`NVIDIA H200`, `llvmpipe (LLVM 15.0.6, 256 bits)`, the CPU model).
     pub name: String,
-    /// Memory the device has, in bytes (CUDA: the driver's total; Vulkan: the adapter's largest buffer, a lower
-    /// bound; CPU: MemTotal), when known.
+    /// Memory the device has, in bytes (CUDA: the driver's total; Vulkan on a GPU: the adapter's largest buffer,
+    /// a lower bound; CPU and lavapipe: MemTotal), when known.
     pub memory_total: Option<u64>,
-    /// Memory free for new allocations, in bytes (CUDA: the driver's free; CPU: MemAvailable), when known.
+    /// Memory free for new allocations, in bytes (CUDA: the driver's free; CPU and lavapipe: MemAvailable), when
+    /// known (wgpu reports none for a GPU).
     pub memory_free: Option<u64>,
 }
 
@@ -87,6 +88,12 @@ fn cpu_info() -> DeviceInfo {
             l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_string())
         })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let (memory_total, memory_free) = host_memory();
+    DeviceInfo { id: "cpu".into(), name, memory_total, memory_free }
+}
+
+/// The host's memory in bytes: Linux `MemTotal` and `MemAvailable`, when `/proc/meminfo` has them.
+pub(crate) fn host_memory() -> (Option<u64>, Option<u64>) {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let field = |key: &str| {
         meminfo.lines().find_map(|l| {
@@ -94,7 +101,7 @@ fn cpu_info() -> DeviceInfo {
             rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok().map(|kb| kb * 1024)
         })
     };
-    DeviceInfo { id: "cpu".into(), name, memory_total: field("MemTotal"), memory_free: field("MemAvailable") }
+    (field("MemTotal"), field("MemAvailable"))
 }
 
 /// Runs `$body` with the type alias `$B` set to the inference backend of `$device` (a [`Device`]) and `$dev`

@@ -63,10 +63,15 @@ pub fn burn_device(index: usize) -> WgpuDevice {
     }
 }
 
-/// Name and memory bound of adapter `index` (wgpu reports no free memory).
+/// Name and memory of adapter `index`. A CPU adapter (lavapipe) allocates host memory, so it reports the host's;
+/// for a GPU wgpu reports no free memory, only the largest buffer (a lower bound of the total).
 pub fn info(index: usize) -> DeviceInfo {
     let id = format!("vulkan:{index}");
     match adapters().into_iter().nth(index) {
+        Some(a) if a.kind == wgpu::DeviceType::Cpu => {
+            let (memory_total, memory_free) = super::host_memory();
+            DeviceInfo { id, name: a.name, memory_total, memory_free }
+        }
         Some(a) => DeviceInfo { id, name: a.name, memory_total: Some(a.max_buffer), memory_free: None },
         None => DeviceInfo { id, name: "unavailable".into(), memory_total: None, memory_free: None },
     }

@@ -1,7 +1,9 @@
 //! Batched autoregressive generation with a KV cache: prompts of different lengths are left-padded, each step
 //! forwards one token per sequence, and every sampled token comes with its log-probability.
 
+pub mod loaded;
 pub mod sampling;
+pub mod score;
 
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -10,6 +12,7 @@ use crate::{
     model::{Layout, Llama},
     rng::Rng,
 };
+pub use loaded::LoadedPolicy;
 pub use sampling::SamplingConfig;
 
 /// What to generate and when to stop.

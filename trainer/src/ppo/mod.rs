@@ -72,6 +72,8 @@ pub struct PpoConfig {
     pub lr: f64,
     /// Stop the update early when a minibatch's approximate KL to the sampling policy exceeds this.
     pub stop_kl: Option<f64>,
+    /// What the update's backward pass keeps of the actor's and critic's decoder layers.
+    pub recompute: crate::train::recompute::Recompute,
 }
 
 impl Default for PpoConfig {
@@ -97,6 +99,7 @@ impl Default for PpoConfig {
             minibatches: 2,
             lr: 3e-6,
             stop_kl: None,
+            recompute: crate::train::recompute::Recompute::Nothing,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! vf_coef × clipped value loss, one backward through actor and critic, one AdamW step; early stop when the
 //! policy has moved too far (approximate KL).
 
-use burn::optim::{GradientsParams, Optimizer};
+use burn::optim::Optimizer;
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -14,6 +14,7 @@ use crate::{
     backend::TrainBackend,
     rl::losses::{masked_mean, policy_loss, value_loss},
     rng::Rng,
+    train::recompute::gradients,
 };
 
 /// Averages over the minibatches an update ran.
@@ -65,23 +66,26 @@ pub fn update<B: TrainBackend, O: Optimizer<ActorCritic<B>, B>>(
             let sub = batch.rows(idx);
             let t = |rows: &[Vec<f32>]| rows_tensor::<B>(&select(rows, idx), &device);
             let mask = t(&exp.mask);
-            let logits = answer_logits(&model.actor, &sub, cfg.temperature);
-            let ent = scalar(masked_mean(entropy(logits.clone().detach()), mask.clone()));
-            let logprobs = answer_logprobs(logits, &sub);
-            let pl = policy_loss(logprobs, t(&exp.old_logprobs), t(&exp.advantages), mask.clone(), cfg.clip);
-            let values = answer_values(&model.critic, &sub);
-            let vl = value_loss(values, t(&exp.values), t(&exp.returns), mask, cfg.value_clip);
-            let (p_loss, v_loss) = (scalar(pl.loss.clone()), scalar(vl.loss.clone()));
-            let loss = pl.loss.add(vl.loss.mul_scalar(cfg.vf_coef));
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let (grads, (p_loss, v_loss, ent, pl_stats, vl_stats)) = gradients(&model, cfg.recompute, || {
+                let logits = answer_logits(&model.actor, &sub, cfg.temperature);
+                let ent = scalar(masked_mean(entropy(logits.clone().detach()), mask.clone()));
+                let logprobs = answer_logprobs(logits, &sub);
+                let pl =
+                    policy_loss(logprobs, t(&exp.old_logprobs), t(&exp.advantages), mask.clone(), cfg.clip);
+                let values = answer_values(&model.critic, &sub);
+                let vl = value_loss(values, t(&exp.values), t(&exp.returns), mask.clone(), cfg.value_clip);
+                let (p_loss, v_loss) = (scalar(pl.loss.clone()), scalar(vl.loss.clone()));
+                let loss = pl.loss.add(vl.loss.mul_scalar(cfg.vf_coef));
+                (loss, (p_loss, v_loss, ent, pl.stats, vl.stats))
+            });
             model = optim.step(cfg.lr, model, grads);
             let stat =
                 |s: &[(&str, f32)], k: &str| s.iter().find(|(n, _)| *n == k).map_or(0.0, |(_, v)| *v as f64);
-            let approx_kl = stat(&pl.stats, "ppo/policy/approxkl");
+            let approx_kl = stat(&pl_stats, "ppo/policy/approxkl");
             stats.policy_loss += p_loss;
             stats.value_loss += v_loss;
-            stats.clipfrac += stat(&pl.stats, "ppo/policy/clipfrac");
-            stats.value_clipfrac += stat(&vl.stats, "ppo/val/clipfrac");
+            stats.clipfrac += stat(&pl_stats, "ppo/policy/clipfrac");
+            stats.value_clipfrac += stat(&vl_stats, "ppo/val/clipfrac");
             stats.approx_kl += approx_kl;
             stats.entropy += ent;
             stats.steps += 1;

@@ -71,7 +71,7 @@ fn run_on<B: Backend>(
         .max()
         .unwrap_or(2);
     let mut run = s.run.clone();
-    plan(env, args, &s.config, &mut run, seq_len, 2)?;
+    plan(env, args, &s.config, &mut run, seq_len, 2, crate::memory::Head::Logits)?;
     let pad = eos.unwrap_or(0);
     // Reference log-probs of every pair, once, from the starting policy.
     let reference = crate::model::weights::from_tensors::<B>(&s.config, s.tensors.clone(), device)?;

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     backend::TrainBackend,
-    memory::{estimate, mib, ppo_estimate, PlanInput},
+    memory::{estimate, mib, ppo_estimate, Head, PlanInput},
     model::Llama,
     peft::{merge_lora, without_adapters},
     ppo::{
@@ -68,20 +68,15 @@ fn ppo_memory_line(
     config: &crate::model::LlamaConfig,
     prompts: &[Vec<u32>],
     reward_params: usize,
+    device: crate::device::Device,
 ) -> String {
     let args = &a.train;
     let seq_len = prompts.iter().map(Vec::len).max().unwrap_or(1) + a.max_new_tokens;
     let per_mb = args.batch.div_ceil(a.minibatches.max(1));
-    let e = estimate(&PlanInput {
-        config: config.clone(),
-        tuning: args.tuning(),
-        seq_len,
-        micro_batch: per_mb,
-        grad_checkpointing: false,
-        bytes_per_value: 4,
-    });
+    let role =
+        |head| estimate(&PlanInput { micro_batch: per_mb, ..args.plan_input(config, seq_len, head, device) });
     let adapters = args.adapters();
-    let p = ppo_estimate(&e, adapters, reward_params);
+    let p = ppo_estimate(&role(Head::Logits), &role(Head::Reward), adapters, reward_params);
     format!(
         "memory estimate (PPO, {} prompts per iteration in {} minibatches, {seq_len} tokens, {}): actor {}, critic {}, reference {}, reward model {}, total {}",
         args.batch,
@@ -145,6 +140,7 @@ fn ppo_config(a: &PpoSpec, config: &crate::model::LlamaConfig, eos: Option<u32>,
         minibatches: a.minibatches.max(1),
         lr,
         stop_kl: a.stop_kl,
+        recompute: crate::train::recompute::Recompute::layers_if(a.train.grad_checkpointing),
         ..PpoConfig::default()
     }
 }
@@ -234,7 +230,7 @@ fn run_on<B: Backend>(
     }
     env.line(format!("data: {}", data.summary));
 
-    env.line(ppo_memory_line(a, &s.config, &data.train, reward.trunk.config.num_params()));
+    env.line(ppo_memory_line(a, &s.config, &data.train, reward.trunk.config.num_params(), env.device));
 
     let tensors = std::mem::take(&mut s.tensors);
     let (model, reference) = ppo_models::<Autodiff<B>>(&s, a, device, tensors)?;

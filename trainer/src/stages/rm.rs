@@ -95,7 +95,7 @@ fn run_on<B: Backend>(
         data.train.iter().chain(&data.eval).flat_map(|g| g.sequences.iter().map(Vec::len)).max().unwrap_or(1);
     let k = data.train.iter().map(|g| g.sequences.len()).max().unwrap_or(2);
     let mut run = s.run.clone();
-    plan(env, args, &s.config, &mut run, seq_len, k)?;
+    plan(env, args, &s.config, &mut run, seq_len, k, crate::memory::Head::Reward)?;
 
     let mut rng = Rng::new(args.seed ^ 0x5c0e);
     let head: Vec<f32> = (0..s.config.hidden_size).map(|_| (rng.normal() * 0.02) as f32).collect();

@@ -11,7 +11,7 @@ use types::JobResult;
 use super::{bail, ensure, Context, MicroBatch, Split, StageEnv, StageError, TrainSpec};
 use crate::{
     backend::TrainBackend,
-    memory::{describe, estimate, fit_micro_batch, mib, PlanInput},
+    memory::{describe, estimate, fit_micro_batch, mib, Head, PlanInput},
     model::{weights::TensorMap, Llama, LlamaConfig},
     peft::{add_lora, add_prefix, quantize_projections, LoraConfig},
     registry::{Lineage, Registry, Trained, VersionKind},
@@ -178,9 +178,10 @@ pub fn plan(
     run: &mut RunConfig,
     seq_len: usize,
     seqs_per_item: usize,
+    head: Head,
 ) -> Result<(), StageError> {
-    let base = args.plan_input(config, seq_len);
-    run.micro_batch = micro_batch(args, &base, run.batch, seqs_per_item)?;
+    let base = args.plan_input(config, seq_len, head, env.device);
+    run.micro_batch = micro_batch(args, &base, run.batch, seqs_per_item, env.device)?;
     let e = estimate(&PlanInput { micro_batch: run.micro_batch * seqs_per_item, ..base });
     env.line(format!(
         "memory estimate (micro-batch {} × {} sequences × {seq_len} tokens, {}): {}{}",
@@ -188,7 +189,7 @@ pub fn plan(
         seqs_per_item,
         args.tuning_name(),
         describe(&e),
-        args.budget_bytes().map(|b| format!("; budget {}", mib(b))).unwrap_or_default()
+        args.budget_bytes(env.device).map(|b| format!("; budget {}", mib(b))).unwrap_or_default()
     ));
     env.line(format!(
         "{} steps × {} items ({} per pass, {} passes accumulated per step)",
@@ -327,17 +328,18 @@ pub fn write_adapter(
 }
 
 /// The micro-batch in items of `seqs_per_item` sequences: the spec's, or with `auto` the largest one whose
-/// estimate fits the budget; at most `items`.
+/// estimate fits the budget on `device`; at most `items`.
 pub fn micro_batch(
     args: &TrainSpec,
     input: &PlanInput,
     items: usize,
     seqs_per_item: usize,
+    device: crate::device::Device,
 ) -> Result<usize, StageError> {
     let fixed = match args.micro_batch {
         MicroBatch::Fixed(m) => Some(m),
         MicroBatch::Auto => None,
     };
-    fit_micro_batch(fixed, args.budget_bytes(), input, items, seqs_per_item)
+    fit_micro_batch(fixed, args.budget_bytes(device), input, items, seqs_per_item)
         .map_err(|e| StageError::Invalid(e.to_string()))
 }

@@ -96,7 +96,7 @@ fn run_on<B: Backend>(
     let seq_len =
         data.train.iter().chain(&data.eval).map(|e| e.prompt.len() + e.answer.len()).max().unwrap_or(2);
     let mut run = s.run.clone();
-    plan(env, args, &s.config, &mut run, seq_len, 1)?;
+    plan(env, args, &s.config, &mut run, seq_len, 1, crate::memory::Head::Logits)?;
     let cfg = SftConfig {
         lr: run.lr,
         weight_decay: args.weight_decay,

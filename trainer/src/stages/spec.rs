@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use crate::{
-    memory::{PlanInput, Tuning},
+    device::Device,
+    memory::{Head, Kernels, PlanInput, Tuning},
     model::LlamaConfig,
     peft::LoraConfig,
     train::schedule::Decay,
@@ -117,8 +118,9 @@ impl TrainSpec {
         }
     }
 
-    /// The planner's input with one sequence of `seq_len` tokens per micro-batch.
-    pub fn plan_input(&self, config: &LlamaConfig, seq_len: usize) -> PlanInput {
+    /// The planner's input with one sequence of `seq_len` tokens per micro-batch, for a model with `head` on
+    /// `device`.
+    pub fn plan_input(&self, config: &LlamaConfig, seq_len: usize, head: Head, device: Device) -> PlanInput {
         PlanInput {
             config: config.clone(),
             tuning: self.tuning(),
@@ -126,12 +128,14 @@ impl TrainSpec {
             micro_batch: 1,
             grad_checkpointing: self.grad_checkpointing,
             bytes_per_value: 4,
+            head,
+            kernels: Kernels::on(device),
         }
     }
 
-    /// The memory budget in bytes.
-    pub fn budget_bytes(&self) -> Option<usize> {
-        crate::memory::budget_bytes(self.memory_budget_mb)
+    /// The memory budget in bytes on `device` (the spec's, else 80% of what the device has free).
+    pub fn budget_bytes(&self, device: Device) -> Option<usize> {
+        crate::memory::budget_bytes(self.memory_budget_mb, device)
     }
 }
 

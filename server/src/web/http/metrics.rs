@@ -20,6 +20,10 @@ static REQUEST_MICROS: AtomicU64 = AtomicU64::new(0);
 pub static COMPLETIONS: AtomicU64 = AtomicU64::new(0);
 /// Tokens generated for chat completions.
 pub static COMPLETION_TOKENS: AtomicU64 = AtomicU64::new(0);
+/// API requests admitted and not finished (waiting for a slot or generating).
+pub static API_IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+/// API requests refused by admission (429 or 503).
+pub static API_REFUSED: AtomicU64 = AtomicU64::new(0);
 
 /// Middleware counting every request.
 pub async fn count(req: Request, next: Next) -> Response {
@@ -77,6 +81,18 @@ pub fn render(ctx: &ServerContext) -> String {
         "counter",
         "Tokens generated for chat completions.",
         vec![(String::new(), COMPLETION_TOKENS.load(Ordering::Relaxed) as f64)],
+    );
+    o.metric(
+        "alignbox_api_requests_in_flight",
+        "gauge",
+        "API requests waiting for a generation slot or generating.",
+        vec![(String::new(), API_IN_FLIGHT.load(Ordering::Relaxed) as f64)],
+    );
+    o.metric(
+        "alignbox_api_refused_total",
+        "counter",
+        "API requests refused because the server or the key was busy (429) or no slot came in time (503).",
+        vec![(String::new(), API_REFUSED.load(Ordering::Relaxed) as f64)],
     );
     o.0
 }

@@ -1,6 +1,8 @@
 //! HTTP endpoints outside leptos: the dashboard's event stream and downloads, Prometheus metrics, and the
 //! OpenAI-compatible chat completions.
 
+pub mod admission;
+pub mod completions;
 pub mod live;
 pub mod metrics;
 pub mod openai;

@@ -20,33 +20,47 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 use trainer::{
-    backend::{default_device, Infer},
-    generate::{generate_with, GenerateConfig, SamplingConfig},
-    model::Llama,
+    generate::{GenerateConfig, LoadedPolicy, SamplingConfig},
     registry::Registry,
     tokenizer::{ChatMessage, TextTokenizer},
 };
 
-use super::metrics::{COMPLETIONS, COMPLETION_TOKENS};
+use super::{
+    admission::{Admission, Limits, Stopper, Ticket},
+    metrics::{COMPLETIONS, COMPLETION_TOKENS},
+};
 
-/// The policy loaded for serving (one at a time; requests for another version reload).
-#[derive(Default)]
-pub struct Serving {
-    loaded: Mutex<Option<(String, Loaded)>>,
+impl Default for Serving {
+    fn default() -> Self {
+        Self::new(Limits::default())
+    }
 }
 
-/// A loaded policy and its tokenizer.
-type Loaded = Arc<(Llama<Infer>, TextTokenizer)>;
+/// The policy loaded for serving (one at a time; requests for another version reload).
+pub struct Serving {
+    loaded: Mutex<Option<(String, Loaded)>>,
+    /// Who may generate now (queue, per-key share, timeout).
+    pub admission: Admission,
+}
+
+/// A policy loaded on the process's device, with its tokenizer.
+pub(super) type Loaded = Arc<LoadedPolicy>;
 
 impl Serving {
-    fn model(&self, reg: &Registry, id: &str) -> Result<Loaded, String> {
+    /// Serving under the admission `limits`.
+    pub fn new(limits: Limits) -> Self {
+        Self { loaded: Mutex::new(None), admission: Admission::new(limits) }
+    }
+
+    pub(super) fn model(&self, reg: &Registry, id: &str) -> Result<Loaded, String> {
         let mut slot = self.loaded.lock().map_err(|_| "model cache poisoned".to_string())?;
         if let Some((loaded, m)) = slot.as_ref() {
             if loaded == id {
                 return Ok(m.clone());
             }
         }
-        let m = reg.load_policy::<Infer>(id, &default_device()).map_err(|e| e.to_string())?;
+        let device = crate::ops::device();
+        let m = LoadedPolicy::load(reg, id, device).map_err(|e| e.to_string())?;
         let m = Arc::new(m);
         *slot = Some((id.to_string(), m.clone()));
         Ok(m)
@@ -54,13 +68,67 @@ impl Serving {
 }
 
 /// An OpenAI-style error response.
-fn error(status: StatusCode, kind: &str, message: impl Into<String>, param: Option<&str>) -> Response {
-    (status, Json(json!({"error": {"message": message.into(), "type": kind, "param": param, "code": null}})))
+pub(super) fn error(
+    status: StatusCode,
+    kind: &str,
+    message: impl Into<String>,
+    param: Option<&str>,
+) -> Response {
+    error_with_code(status, kind, message, param, None)
+}
+
+/// An OpenAI-style error response with a machine-readable `code` (`context_length_exceeded`).
+fn error_with_code(
+    status: StatusCode,
+    kind: &str,
+    message: impl Into<String>,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> Response {
+    (status, Json(json!({"error": {"message": message.into(), "type": kind, "param": param, "code": code}})))
         .into_response()
 }
 
+/// The new tokens a request may have: `max_tokens` clipped to what fits the model's context after the prompt,
+/// or the 400 (`context_length_exceeded`) that refuses a prompt that leaves no room.
+pub(super) fn fit_context(
+    prompt: usize,
+    max_tokens: usize,
+    context: usize,
+    param: &str,
+) -> Result<usize, Box<Response>> {
+    if prompt >= context {
+        return Err(Box::new(error_with_code(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            format!(
+                "this model's context is {context} tokens and the {param} alone are {prompt} tokens: shorten the {param}"
+            ),
+            Some(param),
+            Some("context_length_exceeded"),
+        )));
+    }
+    Ok(max_tokens.min(context - prompt))
+}
+
 /// The API key's holder, or the 401 response.
-fn authorize(ctx: &ServerContext, headers: &HeaderMap) -> Result<store::keys::ApiKey, Box<Response>> {
+/// An API request's key and parsed body: 401 without a valid key, 400 when the body is not the request's JSON.
+pub(super) fn accept<T>(
+    ctx: &ServerContext,
+    headers: &HeaderMap,
+    body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
+) -> Result<(store::keys::ApiKey, T), Box<Response>> {
+    let key = authorize(ctx, headers)?;
+    match body {
+        Ok(Json(req)) => Ok((key, req)),
+        Err(e) => Err(Box::new(error(StatusCode::BAD_REQUEST, "invalid_request_error", e.body_text(), None))),
+    }
+}
+
+pub(super) fn authorize(
+    ctx: &ServerContext,
+    headers: &HeaderMap,
+) -> Result<store::keys::ApiKey, Box<Response>> {
     let secret = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -117,7 +185,7 @@ pub struct ChatRequest {
     n: Option<usize>,
 }
 
-fn resolve_model(reg: &Registry, requested: Option<&str>) -> Result<String, Box<Response>> {
+pub(super) fn resolve_model(reg: &Registry, requested: Option<&str>) -> Result<String, Box<Response>> {
     let bad = |m: String| Box::new(error(StatusCode::NOT_FOUND, "invalid_request_error", m, Some("model")));
     let id = match requested {
         None | Some("current") | Some("default") | Some("") => reg
@@ -156,16 +224,17 @@ pub async fn chat(
     headers: HeaderMap,
     body: Result<Json<ChatRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Err(r) = authorize(&ctx, &headers) {
-        return *r;
-    }
-    let Json(req) = match body {
-        Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request_error", e.body_text(), None),
+    let (key, req) = match accept(&ctx, &headers, body) {
+        Ok(a) => a,
+        Err(r) => return *r,
     };
     let (max_tokens, temperature, n) = match limits(&req) {
         Ok(l) => l,
         Err(r) => return *r,
+    };
+    let ticket = match serving.admission.admit(key.id).await {
+        Ok(t) => t,
+        Err(r) => return r,
     };
     let reg = Registry::new(&ctx.data_dir);
     let model_id = match resolve_model(&reg, req.model.as_deref()) {
@@ -180,12 +249,17 @@ pub async fn chat(
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", e.to_string(), None),
         }
     };
-    let (model, tok) = (&loaded.0, &loaded.1);
+    let tok = &loaded.tokenizer;
     let ids = match request_ids(tok, &req.messages) {
         Ok(ids) if !ids.is_empty() => ids,
         Ok(_) => return bad("the messages encode to no tokens", "messages"),
         Err(e) => return bad(&e.to_string(), "messages"),
     };
+    let max_tokens =
+        match fit_context(ids.len(), max_tokens, loaded.config().max_position_embeddings, "messages") {
+            Ok(m) => m,
+            Err(r) => return *r,
+        };
     let sampling = if temperature == 0.0 {
         SamplingConfig::greedy()
     } else {
@@ -195,8 +269,8 @@ pub async fn chat(
         max_new_tokens: max_tokens,
         sampling,
         seed: req.seed.unwrap_or_else(store::now_ms),
-        stop_ids: model.config.eos_token_ids.clone(),
-        pad_id: tok.pad_id(&model.config.eos_token_ids),
+        stop_ids: loaded.stop_ids().to_vec(),
+        pad_id: tok.pad_id(loaded.stop_ids()),
     };
     let answer = Answer {
         id: format!("chatcmpl-{}", &app::ssr::auth::random_token()[..24]),
@@ -207,14 +281,14 @@ pub async fn chat(
         cfg,
     };
     if req.stream {
-        answer.stream()
+        answer.stream(ticket)
     } else {
-        answer.complete(n).await
+        answer.complete(n, ticket).await
     }
 }
 
 /// A 400 in OpenAI's error shape naming the parameter.
-fn bad(message: &str, param: &str) -> Response {
+pub(super) fn bad(message: &str, param: &str) -> Response {
     error(StatusCode::BAD_REQUEST, "invalid_request_error", message, Some(param))
 }
 
@@ -249,14 +323,16 @@ struct Answer {
 }
 
 impl Answer {
-    /// `n` answers in one `chat.completion` object.
-    async fn complete(self, n: usize) -> Response {
+    /// `n` answers in one `chat.completion` object. The ticket is held until they are made; dropped early (the
+    /// client went away), it stops the generation.
+    async fn complete(self, n: usize, ticket: Ticket) -> Response {
         let Answer { id, created, model_id, loaded, ids, cfg } = self;
         let prompt_tokens = ids.len();
+        let stopper: Stopper = ticket.stopper();
         let out = tokio::task::spawn_blocking(move || {
-            let (model, tok) = (&loaded.0, &loaded.1);
-            let out = generate_with(model, &vec![ids; n], &cfg, &default_device(), &mut |_, _| true);
-            let stops = &model.config.eos_token_ids;
+            let tok = &loaded.tokenizer;
+            let out = loaded.generate_with(&vec![ids; n], &cfg, &mut |_, _| !stopper.stop());
+            let stops = loaded.stop_ids();
             let texts: Vec<String> = out
                 .tokens
                 .iter()
@@ -289,8 +365,9 @@ impl Answer {
         .into_response()
     }
 
-    /// One answer streamed as server-sent `chat.completion.chunk`s, then `[DONE]`.
-    fn stream(self) -> Response {
+    /// One answer streamed as server-sent `chat.completion.chunk`s, then `[DONE]`. The generating thread holds
+    /// the ticket; it stops when the client goes away (the stream is dropped) or the deadline passes.
+    fn stream(self, ticket: Ticket) -> Response {
         let Answer { id, created, model_id, loaded, ids, cfg } = self;
         let (tx, rx) = tokio::sync::mpsc::channel::<serde_json::Value>(64);
         let chunk = move |delta: serde_json::Value, finish: Option<&str>| {
@@ -299,10 +376,15 @@ impl Answer {
         };
         let _ = tx.try_send(chunk(json!({"role": "assistant", "content": ""}), None));
         tokio::task::spawn_blocking(move || {
-            let (model, tok) = (&loaded.0, &loaded.1);
-            let stops = model.config.eos_token_ids.clone();
+            let stopper = ticket.stopper();
+            let _ticket = ticket;
+            let tok = &loaded.tokenizer;
+            let stops = loaded.stop_ids().to_vec();
             let (mut tokens, mut sent) = (Vec::<u32>::new(), 0usize);
-            let out = generate_with(model, &[ids], &cfg, &default_device(), &mut |_, t| {
+            let out = loaded.generate_with(&[ids], &cfg, &mut |_, t| {
+                if stopper.stop() {
+                    return false;
+                }
                 if stops.contains(&t) {
                     return true;
                 }
