@@ -229,3 +229,73 @@ fn request_bodies_over_the_limit_are_refused_before_they_are_read() {
     let status = String::from_utf8_lossy(&head[..n]);
     assert!(status.starts_with("HTTP/1.1 413"), "{status}");
 }
+
+/// Posts a log-in; (status, Retry-After, body).
+fn try_login(base: &str, name: &str, password: &str) -> (u16, Option<String>, String) {
+    match ureq::post(&format!("{base}/api/login")).send_form(&[("name", name), ("password", password)]) {
+        Ok(r) => (r.status(), None, r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => {
+            let retry = r.header("retry-after").map(str::to_string);
+            (code, retry, r.into_string().unwrap_or_default())
+        }
+        Err(e) => panic!("login: {e}"),
+    }
+}
+
+#[test]
+fn failed_log_ins_are_throttled_per_account_and_per_address() {
+    let data = tempfile::tempdir().unwrap();
+    add_user(data.path(), "ann", "annotator");
+    add_user(data.path(), "bob", "annotator");
+    let server = Server::start_with(data.path(), &["--login-failures", "3", "--login-window-s", "4"]);
+    let base = server.base.clone();
+
+    // Two wrong passwords are answered 401; the third starts a 1 s refusal.
+    for _ in 0..2 {
+        assert_eq!(try_login(&base, "ann", "wrong").0, 401);
+    }
+    let (status, retry, text) = try_login(&base, "Ann ", "wrong");
+    assert_eq!((status, retry.as_deref()), (429, Some("1")), "{text}");
+    assert!(text.contains("too many failed log-ins") && text.contains("1 s"), "{text}");
+    // While refused, not even the right password is checked.
+    let (status, _, text) = try_login(&base, "ann", "ann-password");
+    assert_eq!(status, 429, "{text}");
+    // After the delay the next failure doubles it.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let (status, retry, _) = try_login(&base, "ann", "wrong");
+    assert_eq!((status, retry.as_deref()), (429, Some("2")));
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    let (status, _, text) = try_login(&base, "ann", "ann-password");
+    assert_eq!(status, 200, "the right password works once the delay is over: {text}");
+
+    // Past the window the address's count has aged out; spraying names from one address blocks the address,
+    // so a further name (even with its right password) is refused too.
+    std::thread::sleep(std::time::Duration::from_millis(4200));
+    for (i, want) in [401, 401, 429].into_iter().enumerate() {
+        assert_eq!(try_login(&base, &format!("nobody{i}"), "guess").0, want, "name {i}");
+    }
+    assert_eq!(try_login(&base, "bob", "bob-password").0, 429, "the address is refused for every name");
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    assert_eq!(try_login(&base, "bob", "bob-password").0, 200);
+
+    let (_, log) = server.terminate();
+    assert!(log.contains("log-ins throttled"), "the refusal is logged: {log}");
+}
+
+#[test]
+fn the_site_has_an_icon_and_every_page_its_own_title() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    for path in ["/favicon.svg", "/favicon.ico"] {
+        let r = ureq::get(&server.url(path)).call().unwrap();
+        assert_eq!(r.header("content-type"), Some("image/svg+xml"), "{path}");
+        assert!(r.into_string().unwrap().contains("<svg"), "{path}");
+    }
+    for (path, title) in
+        [("/", "Home · alignbox"), ("/login", "Log in · alignbox"), ("/annotate", "Annotate · alignbox")]
+    {
+        let html = ureq::get(&server.url(path)).call().unwrap().into_string().unwrap();
+        assert!(html.contains(&format!("<title>{title}</title>")), "{path}: {html}");
+        assert!(html.contains(r#"rel="icon""#), "{path}");
+    }
+}

@@ -26,6 +26,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             <head>
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <link rel="icon" type="image/svg+xml" href="/favicon.svg"/>
                 <HydrationScripts options/>
                 <MetaTags/>
             </head>
@@ -40,6 +41,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    components::account::SessionEpoch::provide();
     view! {
         <Stylesheet id="alignbox" href="/pkg/alignbox.css"/>
         <Title text="alignbox"/>
@@ -50,7 +52,7 @@ pub fn App() -> impl IntoView {
                 <a href="/operator">"Operator"</a>
                 <a href="/training">"Training"</a>
                 <a href="/users">"Users"</a>
-                <a href="/login">"Log in"</a>
+                <components::account::Account/>
             </header>
             <main>
                 <Routes fallback=|| view! { <p class="notfound">"Page not found."</p> }>

@@ -9,6 +9,7 @@ pub mod job;
 pub mod loop_settings;
 pub mod loop_state;
 pub mod names;
+pub mod number;
 pub mod probe;
 pub mod version;
 pub mod views;

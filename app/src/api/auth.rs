@@ -17,9 +17,28 @@ pub struct Me {
 /// Checks a name and password; on success sets the session cookie and returns the user.
 #[server(prefix = "/api", endpoint = "login")]
 pub async fn login(name: String, password: String) -> Result<Me, ServerFnError> {
-    use crate::ssr::{auth, ServerContext};
+    use crate::ssr::{auth, throttle::Subject, ServerContext};
     let ctx = expect_context::<ServerContext>();
     let opts = expect_context::<leptos_axum::ResponseOptions>();
+    let address = leptos_axum::extract::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .await
+        .ok()
+        .map(|axum::extract::ConnectInfo(a)| a.ip());
+    let account = Subject::account(&name);
+    let subjects: Vec<Subject> =
+        std::iter::once(account.clone()).chain(address.map(Subject::Address)).collect();
+    let refuse = |r: crate::ssr::throttle::Refused| {
+        opts.set_status(axum::http::StatusCode::TOO_MANY_REQUESTS);
+        opts.insert_header(axum::http::header::RETRY_AFTER, r.retry_after_s.into());
+        ServerFnError::new(format!(
+            "too many failed log-ins for this account or address: try again in {} s",
+            r.retry_after_s
+        ))
+    };
+    // Past the allowed failures nothing is checked (not even the right password) until the delay is over.
+    if let Err(r) = ctx.throttle.check(&subjects, store::now_ms()) {
+        return Err(refuse(r));
+    }
     let user = ctx.store.user_by_name(name.trim()).map_err(|e| ServerFnError::new(e.to_string()))?;
     // Verify against a dummy hash for unknown names so that timing does not reveal which names exist.
     let (ok, user) = match user {
@@ -30,9 +49,21 @@ pub async fn login(name: String, password: String) -> Result<Me, ServerFnError> 
         }
     };
     let Some(user) = user.filter(|_| ok) else {
+        let shown = address.map_or_else(|| "unknown address".to_string(), |a| a.to_string());
+        if let Some(r) = ctx.throttle.failed(&subjects, store::now_ms()) {
+            tracing::warn!(
+                name = name.trim(),
+                address = shown,
+                delay_s = r.retry_after_s,
+                "log-ins throttled"
+            );
+            return Err(refuse(r));
+        }
+        tracing::info!(name = name.trim(), address = shown, "failed log-in");
         opts.set_status(axum::http::StatusCode::UNAUTHORIZED);
         return Err(ServerFnError::new("wrong name or password"));
     };
+    ctx.throttle.succeeded(&account);
     let token = auth::random_token();
     let csrf = auth::random_token();
     let session = store::Session {

@@ -80,6 +80,7 @@ const FLAGS: [(&str, &str); 4] = [
 pub fn AnnotatePage() -> impl IntoView {
     let me = Resource::new(|| (), |_| whoami());
     view! {
+        <leptos_meta::Title text="Annotate · alignbox"/>
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             {move || me.get().map(|r| match r {
                 Ok(Some(me)) => view! { <Annotator me/> }.into_any(),

@@ -26,6 +26,7 @@ pub fn HomePage() -> impl IntoView {
         Some(Err(e)) => format!("server unreachable: {e}"),
     };
     view! {
+        <leptos_meta::Title text="Home · alignbox"/>
         <section class="hero">
             <h1>"alignbox"</h1>
             <p>"Rank answers, train the reward model, align the policy: one process, nothing lost."</p>

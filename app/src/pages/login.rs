@@ -14,6 +14,7 @@ pub fn LoginPage() -> impl IntoView {
     let navigate = use_navigate();
     Effect::new(move |_| {
         if let Some(Ok(_)) = action.value().get() {
+            crate::components::account::SessionEpoch::bump();
             navigate("/annotate", Default::default());
         }
     });
@@ -22,6 +23,7 @@ pub fn LoginPage() -> impl IntoView {
         _ => String::new(),
     };
     view! {
+        <leptos_meta::Title text="Log in · alignbox"/>
         <section class="card narrow">
             <h1>"Log in"</h1>
             <form on:submit=move |ev| {

@@ -16,6 +16,7 @@ const REVIEW_BELOW: f64 = 0.5;
 pub fn OperatorPage() -> impl IntoView {
     let me = Resource::new(|| (), |_| whoami());
     view! {
+        <leptos_meta::Title text="Operator · alignbox"/>
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             {move || me.get().map(|r| match r {
                 Ok(Some(me)) if me.role != "annotator" => view! { <Operator me/> }.into_any(),

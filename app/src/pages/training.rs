@@ -38,6 +38,7 @@ const KINDS: [(&str, &str); 9] = [
 pub fn TrainingPage() -> impl IntoView {
     let me = Resource::new(|| (), |_| whoami());
     view! {
+        <leptos_meta::Title text="Training · alignbox"/>
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             {move || me.get().map(|r| match r {
                 Ok(Some(me)) if me.role != "annotator" => view! { <Training me/> }.into_any(),

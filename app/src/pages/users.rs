@@ -13,6 +13,7 @@ use crate::api::{
 pub fn UsersPage() -> impl IntoView {
     let me = Resource::new(|| (), |_| whoami());
     view! {
+        <leptos_meta::Title text="Users · alignbox"/>
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             {move || me.get().map(|r| match r {
                 Ok(Some(me)) if me.role == "admin" => view! { <Users me/> }.into_any(),

@@ -1,6 +1,7 @@
 //! Server-only state and helpers that server functions reach through leptos context.
 
 pub mod auth;
+pub mod throttle;
 pub mod views;
 
 use std::{sync::Arc, time::Instant};
@@ -53,6 +54,8 @@ pub struct ServerContext {
     pub control: Arc<dyn Control>,
     /// The data directory (exports are served from it).
     pub data_dir: std::path::PathBuf,
+    /// Failed log-ins per account and client address.
+    pub throttle: throttle::LoginThrottle,
 }
 
 impl ServerContext {

@@ -597,6 +597,15 @@ pub struct ServeArgs {
     /// Longest wait for a generation slot (then 503) and longest generation (then the answer is cut), seconds.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub api_timeout_s: u64,
+
+    /// Failed log-ins of one account or one client address within `--login-window-s` before further attempts
+    /// are refused with 429 (1 s, doubling with each further failure, at most the window).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub login_failures: u64,
+
+    /// How long failed log-ins are remembered, seconds (also the longest refusal).
+    #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub login_window_s: u64,
 }
 
 /// `alignbox models …`.

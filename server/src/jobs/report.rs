@@ -35,7 +35,7 @@ impl JobReport {
 pub fn summary(e: &Event) -> String {
     ["loss", "accuracy", "score", "kl", "entropy", "candidates"]
         .iter()
-        .filter_map(|k| e.metrics.get(*k).map(|v| format!("{k} {v:.4}")))
+        .filter_map(|k| e.metrics.get(*k).map(|v| format!("{k} {}", types::number::readable(*v))))
         .collect::<Vec<_>>()
         .join("  ")
 }

@@ -31,7 +31,7 @@ impl Progress {
 
     fn fmt_metrics(e: &Event, keys: &[&str]) -> String {
         keys.iter()
-            .filter_map(|k| e.metrics.get(*k).map(|v| format!("{k} {v:.4}")))
+            .filter_map(|k| e.metrics.get(*k).map(|v| format!("{k} {}", types::number::readable(*v))))
             .collect::<Vec<_>>()
             .join("  ")
     }

@@ -106,6 +106,7 @@ fn start_server(
             store: store.clone(),
             reg: trainer::registry::Registry::new(dir),
         }),
+        throttle: Default::default(),
     };
     let state = router::AppState {
         leptos: router::leptos_options(addr),

@@ -42,6 +42,8 @@ pub fn build(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/pkg/{file}", get(serve_pkg))
+        .route("/favicon.svg", get(favicon))
+        .route("/favicon.ico", get(favicon))
         .route("/metrics", get(super::http::metrics::handler))
         .route("/api/events", get(super::http::live::events))
         .route("/api/exports/{name}/{*file}", get(super::http::live::download))
@@ -62,4 +64,15 @@ pub fn build(state: AppState) -> Router {
 /// `GET /healthz`: liveness and a status snapshot as JSON.
 async fn healthz(State(ctx): State<ServerContext>) -> Json<StatusReport> {
     Json(ctx.status())
+}
+
+/// The site's icon (also at `/favicon.ico`, which browsers ask for on their own).
+async fn favicon() -> impl axum::response::IntoResponse {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "image/svg+xml"),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        include_str!("../../../assets/favicon.svg"),
+    )
 }

@@ -75,6 +75,10 @@ async fn serve(
             store: db.clone(),
             reg: trainer::registry::Registry::new(data.root()),
         }),
+        throttle: app::ssr::throttle::LoginThrottle::new(app::ssr::throttle::ThrottleConfig {
+            failures: args.login_failures as usize,
+            window: std::time::Duration::from_secs(args.login_window_s),
+        }),
     };
     let limits = super::http::admission::Limits {
         concurrent: args.api_concurrency as usize,
@@ -88,7 +92,10 @@ async fn serve(
     let app = router::build(state);
     // The one line on stdout: scripts and tests read the address from it.
     println!("alignbox listening on http://{addr}");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("server error")
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server error")
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
