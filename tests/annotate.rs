@@ -254,7 +254,7 @@ fn every_acknowledged_ranking_survives_sigkill() {
 fn a_bad_import_names_file_line_and_field_and_writes_nothing() {
     let data = tempfile::tempdir().unwrap();
     let file = data.path().join("bad.jsonl");
-    let cases: [(&[u8], &str); 5] = [
+    let cases: [(&[u8], &str); 7] = [
         (
             b"{\"prompt\": \"ok\"}\n{\"prompt\": \"p\", \"responses\": [\"a\", 7]}\n",
             "bad.jsonl:2: field `responses[1]`: must be a string",
@@ -266,6 +266,14 @@ fn a_bad_import_names_file_line_and_field_and_writes_nothing() {
         ),
         (b"{\"prompt\": \"\xc3\x28\"}\n", "bad.jsonl:1: not valid UTF-8"),
         (b"{\"nothing\": 1}\n", "bad.jsonl:1: field `prompt`: is missing"),
+        (
+            b"{\"prompt\": \"ok\"}\n{\"prompt\": \"p\", \"chosen\": \"same\", \"rejected\": \"same\"}\n",
+            "bad.jsonl:2: field `rejected`: is the same as `chosen`",
+        ),
+        (
+            b"{\"prompt\": \"p\", \"responses\": [\"only\"], \"tiers\": [[0]]}\n",
+            "bad.jsonl:1: field `responses`: a ranking needs at least two answers",
+        ),
     ];
     for (bytes, want) in cases {
         std::fs::write(&file, bytes).unwrap();
@@ -280,6 +288,16 @@ fn a_bad_import_names_file_line_and_field_and_writes_nothing() {
     std::fs::write(&file, huge).unwrap();
     let out = alignbox().arg("import").arg(&file).arg("--data-dir").arg(data.path()).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.jsonl:1: line is"), "huge line");
+    // More answers than `--max-answers` (default 16) are refused.
+    std::fs::write(&file, "{\"prompt\": \"p\", \"responses\": [\"a\", \"b\", \"c\"]}\n").unwrap();
+    let mut import = alignbox();
+    import.args(["import", "--max-answers", "2"]).arg(&file).arg("--data-dir").arg(data.path());
+    let out = import.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.jsonl:1: field `responses`: holds 3 answers, more than the limit of 2"),
+        "{err}"
+    );
     // Nothing from the refused files was written.
     let store = store::Store::open(&data.path().join("store")).unwrap();
     assert!(store.prompts().unwrap().is_empty());

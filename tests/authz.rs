@@ -299,3 +299,40 @@ fn the_site_has_an_icon_and_every_page_its_own_title() {
         assert!(html.contains(r#"rel="icon""#), "{path}");
     }
 }
+
+/// `whoami` with a cookie: the name, or None when the session is gone.
+fn whoami(base: &str, cookie: &str) -> Option<String> {
+    let me: serde_json::Value =
+        ureq::post(&format!("{base}/api/whoami")).set("cookie", cookie).call().unwrap().into_json().unwrap();
+    me["name"].as_str().map(str::to_string)
+}
+
+#[test]
+fn logging_out_everywhere_or_disabling_the_account_ends_every_session() {
+    let data = tempfile::tempdir().unwrap();
+    add_user(data.path(), "ann", "annotator");
+    add_user(data.path(), "adm", "admin");
+    let server = Server::start(data.path());
+    let base = server.base.clone();
+
+    // Two browsers of one annotator; "log out everywhere" in one ends both.
+    let (a, b) = (login(&base, "ann", "annotator"), login(&base, "ann", "annotator"));
+    let (cookie_a, cookie_b) = (a.cookie.clone().unwrap(), b.cookie.clone().unwrap());
+    assert_eq!(whoami(&base, &cookie_b).as_deref(), Some("ann"));
+    let (status, text) = call(&base, &a, "logout_everywhere", Body::Form(vec![("csrf", a.csrf.clone())]));
+    assert_eq!((status, text.trim()), (200, "2"), "both sessions ended");
+    assert_eq!(whoami(&base, &cookie_a), None);
+    assert_eq!(whoami(&base, &cookie_b), None);
+    assert_eq!(call(&base, &b, "next_item", Body::Form(vec![])).0, 401);
+
+    // An admin disabling the account ends its sessions at once, and it cannot log in again.
+    let c = login(&base, "ann", "annotator");
+    let adm = login(&base, "adm", "admin");
+    let form = vec![("csrf", adm.csrf.clone()), ("name", "ann".to_string())];
+    assert_eq!(call(&base, &adm, "disable_user", Body::Form(form)).0, 200);
+    assert_eq!(whoami(&base, c.cookie.as_deref().unwrap()), None);
+    assert_eq!(call(&base, &c, "next_item", Body::Form(vec![])).0, 401);
+    assert_eq!(try_login(&base, "ann", "ann-password").0, 401);
+    // The admin's own session is untouched.
+    assert_eq!(whoami(&base, adm.cookie.as_deref().unwrap()).as_deref(), Some("adm"));
+}

@@ -82,6 +82,7 @@ fn the_top_bar_shows_who_is_logged_in_and_logs_out_and_a_wrong_password_is_expla
         browser.find("#account-name").is_some_and(|e| browser.text(&e) == "carol")
     });
     assert!(browser.find("#login-link").is_none());
+    assert!(browser.find("#logout-everywhere").is_some(), "and can end its sessions on every browser");
     // The name stays after a full page load (rendered on the server from the session cookie).
     browser.goto(&server.url("/"));
     let name = browser.wait_for("#account-name", Duration::from_secs(10));

@@ -19,6 +19,19 @@ use crate::{now_ms, Batch, Candidate, Demonstration, Message, Prompt, Ranking};
 /// Longest line accepted (bytes).
 pub const MAX_LINE: usize = 1 << 20;
 
+/// What an import accepts beyond well-formed records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImportLimits {
+    /// Most answers one item (`responses`) may hold: annotators rank them all on one page.
+    pub max_answers: usize,
+}
+
+impl Default for ImportLimits {
+    fn default() -> Self {
+        Self { max_answers: 16 }
+    }
+}
+
 /// A refused import: where and why. Nothing was written.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{file}:{line}: {}{why}", field.as_ref().map(|f| format!("field `{f}`: ")).unwrap_or_default())]
@@ -158,12 +171,25 @@ fn hh_split(l: &Line, text: &str, field: &str) -> Result<(Vec<Message>, String),
     Ok((msgs, tail.trim().to_string()))
 }
 
-fn responses(l: &Line, obj: &Map<String, Value>) -> Result<Vec<String>, ImportError> {
+fn responses(l: &Line, obj: &Map<String, Value>, limits: &ImportLimits) -> Result<Vec<String>, ImportError> {
     let arr = obj["responses"].as_array().ok_or_else(|| {
         l.err(Some("responses"), format!("must be a list of strings, found {}", type_name(&obj["responses"])))
     })?;
     if arr.is_empty() {
         return Err(l.err(Some("responses"), "is empty"));
+    }
+    if arr.len() > limits.max_answers {
+        return Err(l.err(
+            Some("responses"),
+            format!(
+                "holds {} answers, more than the limit of {} (--max-answers)",
+                arr.len(),
+                limits.max_answers
+            ),
+        ));
+    }
+    if obj.contains_key("tiers") && arr.len() < 2 {
+        return Err(l.err(Some("responses"), "a ranking needs at least two answers"));
     }
     arr.iter()
         .enumerate()
@@ -226,8 +252,33 @@ fn imported_ranking(id: u64, prompt_id: u64, tiers: Vec<Vec<u64>>, source: Strin
     }
 }
 
+/// A preference pair: TRL's `prompt`/`chosen`/`rejected` or two HH-RLHF transcripts; (prompt, chosen, rejected).
+fn pair(l: &Line, obj: &Map<String, Value>) -> Result<(Vec<Message>, String, String), ImportError> {
+    let (msgs, chosen, rejected) = if obj.contains_key("prompt") || obj.contains_key("messages") {
+        (prompt_messages(l, obj)?, answer(l, obj, "chosen")?, answer(l, obj, "rejected")?)
+    } else {
+        let (pc, chosen) = hh_split(l, &string(l, obj, "chosen")?, "chosen")?;
+        let (pr, rejected) = hh_split(l, &string(l, obj, "rejected")?, "rejected")?;
+        if pc != pr {
+            return Err(
+                l.err(Some("rejected"), "its conversation differs from `chosen`'s before the last answer")
+            );
+        }
+        (pc, chosen, rejected)
+    };
+    if chosen.trim() == rejected.trim() {
+        return Err(l.err(Some("rejected"), "is the same as `chosen`: a pair needs two different answers"));
+    }
+    Ok((msgs, chosen, rejected))
+}
+
 /// Parses JSONL bytes into new records (ids from `next_id`). `file` names the source in errors and records.
-pub fn parse(bytes: &[u8], file: &str, next_id: &mut dyn FnMut() -> u64) -> Result<Batch, ImportError> {
+pub fn parse(
+    bytes: &[u8],
+    file: &str,
+    limits: &ImportLimits,
+    next_id: &mut dyn FnMut() -> u64,
+) -> Result<Batch, ImportError> {
     let mut batch = Batch::default();
     let now = now_ms();
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
@@ -261,19 +312,7 @@ pub fn parse(bytes: &[u8], file: &str, next_id: &mut dyn FnMut() -> u64) -> Resu
             id
         };
         if obj.contains_key("chosen") || obj.contains_key("rejected") {
-            let (msgs, chosen, rejected) = if obj.contains_key("prompt") || obj.contains_key("messages") {
-                (prompt_messages(&l, &obj)?, answer(&l, &obj, "chosen")?, answer(&l, &obj, "rejected")?)
-            } else {
-                let (pc, chosen) = hh_split(&l, &string(&l, &obj, "chosen")?, "chosen")?;
-                let (pr, rejected) = hh_split(&l, &string(&l, &obj, "rejected")?, "rejected")?;
-                if pc != pr {
-                    return Err(l.err(
-                        Some("rejected"),
-                        "its conversation differs from `chosen`'s before the last answer",
-                    ));
-                }
-                (pc, chosen, rejected)
-            };
+            let (msgs, chosen, rejected) = pair(&l, &obj)?;
             let pid = new_prompt(msgs, &mut batch);
             let ids = [next_id(), next_id()];
             for (id, text) in ids.iter().zip([chosen, rejected]) {
@@ -288,7 +327,7 @@ pub fn parse(bytes: &[u8], file: &str, next_id: &mut dyn FnMut() -> u64) -> Resu
             ));
         } else if obj.contains_key("responses") {
             let msgs = prompt_messages(&l, &obj)?;
-            let texts = responses(&l, &obj)?;
+            let texts = responses(&l, &obj, limits)?;
             let order = obj.get("tiers").map(|t| tiers(&l, t, texts.len())).transpose()?;
             let pid = new_prompt(msgs, &mut batch);
             let ids: Vec<u64> = texts.iter().map(|_| next_id()).collect();
@@ -333,7 +372,7 @@ mod tests {
 
     fn run(text: &[u8]) -> Result<Batch, ImportError> {
         let mut n = 0;
-        parse(text, "in.jsonl", &mut || {
+        parse(text, "in.jsonl", &ImportLimits::default(), &mut || {
             n += 1;
             n
         })
@@ -365,7 +404,10 @@ mod tests {
 
     #[test]
     fn bad_lines_name_file_line_and_field() {
-        let cases: [(&[u8], &str); 8] = [
+        let mut many = b"{\"prompt\": \"p\", \"responses\": [\"a\"".to_vec();
+        many.extend(std::iter::repeat_n(b", \"b\"".as_slice(), 16).flatten());
+        many.extend(b"]}\n");
+        let cases: [(&[u8], &str); 12] = [
             (
                 b"{\"prompt\": \"ok\"}\n{\"prompt\": 5}\n",
                 "in.jsonl:2: field `prompt`: must be a string or messages, found a number",
@@ -382,6 +424,22 @@ mod tests {
             (
                 b"{\"prompt\": \"p\", \"responses\": [\"a\", \"b\"], \"tiers\": [[0], [0]]}\n",
                 "in.jsonl:1: field `tiers`: index 0 appears twice",
+            ),
+            (
+                b"{\"prompt\": \"ok\"}\n{\"prompt\": \"p\", \"chosen\": \"same \", \"rejected\": \"same\"}\n",
+                "in.jsonl:2: field `rejected`: is the same as `chosen`",
+            ),
+            (
+                b"{\"chosen\": \"\\n\\nHuman: A\\n\\nAssistant: x\", \"rejected\": \"\\n\\nHuman: A\\n\\nAssistant: x\"}\n",
+                "in.jsonl:1: field `rejected`: is the same as `chosen`",
+            ),
+            (
+                many.as_slice(),
+                "in.jsonl:1: field `responses`: holds 17 answers, more than the limit of 16",
+            ),
+            (
+                b"{\"prompt\": \"p\", \"responses\": [\"a\"], \"tiers\": [[0]]}\n",
+                "in.jsonl:1: field `responses`: a ranking needs at least two answers",
             ),
         ];
         for (text, want) in cases {

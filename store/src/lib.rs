@@ -334,15 +334,20 @@ impl Store {
         Ok(())
     }
 
-    fn drop_sessions_of(&self, user_id: u64) -> Result<(), StoreError> {
+    /// Deletes every session of a user ("log out everywhere"; also when an account is disabled); returns how
+    /// many there were. Durable on return.
+    pub fn drop_sessions_of(&self, user_id: u64) -> Result<usize, StoreError> {
+        let mut dropped = 0;
         for r in self.sessions.iter() {
             let (k, v) = r?;
             let s: Session = decode(trees::SESSIONS, &k, &v)?;
             if s.user_id == user_id {
                 self.sessions.remove(k)?;
+                dropped += 1;
             }
         }
-        Ok(())
+        self.flush()?;
+        Ok(dropped)
     }
 
     // ----- audit -----

@@ -4,7 +4,10 @@
 use store::{Batch, Role, Session, Store, StoreError};
 
 fn import(store: &Store, text: &str) -> Batch {
-    let batch = store::import::parse(text.as_bytes(), "t.jsonl", &mut || store.new_id().unwrap()).unwrap();
+    let batch = store::import::parse(text.as_bytes(), "t.jsonl", &Default::default(), &mut || {
+        store.new_id().unwrap()
+    })
+    .unwrap();
     store.write_batch(&batch, "test", "import").unwrap();
     batch
 }
@@ -36,11 +39,13 @@ fn imported_records_survive_a_reopen() {
 fn a_batch_with_a_dangling_reference_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(dir.path()).unwrap();
-    let mut batch =
-        store::import::parse(b"{\"prompt\": \"P\", \"responses\": [\"a\", \"b\"]}\n", "t", &mut || {
-            s.new_id().unwrap()
-        })
-        .unwrap();
+    let mut batch = store::import::parse(
+        b"{\"prompt\": \"P\", \"responses\": [\"a\", \"b\"]}\n",
+        "t",
+        &Default::default(),
+        &mut || s.new_id().unwrap(),
+    )
+    .unwrap();
     batch.candidates[1].prompt_id = 999_999; // no such prompt
     let err = s.write_batch(&batch, "test", "import").unwrap_err();
     assert!(matches!(err, StoreError::NotFound { what: "prompt", .. }), "{err}");

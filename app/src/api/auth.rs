@@ -100,6 +100,21 @@ pub async fn logout(csrf: String) -> Result<(), ServerFnError> {
     Ok(())
 }
 
+/// Ends every session of the logged-in user, on every browser ("log out everywhere"); returns how many ended.
+#[server(prefix = "/api", endpoint = "logout_everywhere")]
+pub async fn logout_everywhere(csrf: String) -> Result<usize, ServerFnError> {
+    use crate::ssr::{auth, ServerContext};
+    let user = auth::require_with_csrf(store::Role::Annotator, &csrf).await?;
+    let ctx = expect_context::<ServerContext>();
+    let ended = ctx.store.drop_sessions_of(user.id).map_err(|e| ServerFnError::new(e.to_string()))?;
+    let opts = expect_context::<leptos_axum::ResponseOptions>();
+    opts.append_header(
+        axum::http::header::SET_COOKIE,
+        auth::cookie(None, ctx.secure_cookies).parse().unwrap(),
+    );
+    Ok(ended)
+}
+
 /// The logged-in user, or `None`.
 #[server(prefix = "/api", endpoint = "whoami")]
 pub async fn whoami() -> Result<Option<Me>, ServerFnError> {

@@ -122,10 +122,11 @@ pub async fn add_prompt(csrf: String, text: String) -> Result<u64, ServerFnError
 pub async fn import_jsonl(csrf: String, file_name: String, content: String) -> Result<String, ServerFnError> {
     use crate::ssr::{auth, ServerContext};
     let user = auth::require_with_csrf(store::Role::Operator, &csrf).await?;
-    let s = expect_context::<ServerContext>().store;
+    let ctx = expect_context::<ServerContext>();
+    let s = ctx.store;
     let name = if file_name.trim().is_empty() { "upload.jsonl".to_string() } else { file_name };
     let mut id_error = None;
-    let batch = store::import::parse(content.as_bytes(), &name, &mut || {
+    let batch = store::import::parse(content.as_bytes(), &name, &ctx.import_limits, &mut || {
         s.new_id().unwrap_or_else(|e| {
             id_error = Some(e);
             0

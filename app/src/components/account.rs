@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_navigate;
 
-use crate::api::auth::{logout, whoami};
+use crate::api::auth::{logout, logout_everywhere, whoami};
 
 /// Bumped whenever the session changes on this page (log-in, log-out), so that [`Account`] asks again.
 #[derive(Clone, Copy)]
@@ -29,7 +29,17 @@ pub fn Account() -> impl IntoView {
     let epoch = use_context::<SessionEpoch>().map(|SessionEpoch(e)| e).unwrap_or_else(|| RwSignal::new(0));
     let me = Resource::new(move || epoch.get(), |_| whoami());
     let navigate = use_navigate();
-    let out = Action::new(|csrf: &String| logout(csrf.clone()));
+    // `everywhere`: end every session of the user, on every browser, not only this one.
+    let out = Action::new(|(csrf, everywhere): &(String, bool)| {
+        let (csrf, everywhere) = (csrf.clone(), *everywhere);
+        async move {
+            if everywhere {
+                logout_everywhere(csrf).await.map(|_| ())
+            } else {
+                logout(csrf).await
+            }
+        }
+    });
     Effect::new(move |_| {
         if let Some(Ok(())) = out.value().get() {
             epoch.update(|n| *n += 1);
@@ -41,12 +51,15 @@ pub fn Account() -> impl IntoView {
             <Transition fallback=|| ()>
                 {move || me.get().map(|r| match r {
                     Ok(Some(me)) => {
-                        let csrf = me.csrf.clone();
+                        let (csrf, csrf_all) = (me.csrf.clone(), me.csrf.clone());
                         view! {
                             <span id="account-name" class="who">{me.name.clone()}</span>
                             <span class="role">{format!("({})", me.role)}</span>
                             <button id="logout" class="link" type="button"
-                                on:click=move |_| { out.dispatch(csrf.clone()); }>"Log out"</button>
+                                on:click=move |_| { out.dispatch((csrf.clone(), false)); }>"Log out"</button>
+                            <button id="logout-everywhere" class="link" type="button"
+                                title="End this account's sessions on every browser"
+                                on:click=move |_| { out.dispatch((csrf_all.clone(), true)); }>"everywhere"</button>
                         }.into_any()
                     }
                     _ => view! { <a id="login-link" href="/login">"Log in"</a> }.into_any(),

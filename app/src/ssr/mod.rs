@@ -56,6 +56,8 @@ pub struct ServerContext {
     pub data_dir: std::path::PathBuf,
     /// Failed log-ins per account and client address.
     pub throttle: throttle::LoginThrottle,
+    /// What imports from the browser accept (`--max-answers`).
+    pub import_limits: store::import::ImportLimits,
 }
 
 impl ServerContext {

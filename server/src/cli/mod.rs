@@ -52,6 +52,9 @@ pub enum Command {
     Import {
         /// The .jsonl file.
         file: PathBuf,
+        /// Most answers one item may hold (more are refused with file:line).
+        #[arg(long, default_value_t = 16, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(2..=256))]
+        max_answers: usize,
         #[command(flatten)]
         data: DataArgs,
     },
@@ -606,6 +609,10 @@ pub struct ServeArgs {
     /// How long failed log-ins are remembered, seconds (also the longest refusal).
     #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub login_window_s: u64,
+
+    /// Most answers one imported item may hold (imports from the browser; more are refused with file:line).
+    #[arg(long, default_value_t = 16, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(2..=256))]
+    pub max_answers: usize,
 }
 
 /// `alignbox models …`.

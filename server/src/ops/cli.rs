@@ -15,7 +15,9 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench(cmd) => super::bench::run(cmd),
         Command::Users(cmd) => super::users::run(cmd),
         Command::Demo(args) => super::demo::run(args),
-        Command::Import { file, data } => super::import::run(&file, &data.data_dir),
+        Command::Import { file, max_answers, data } => {
+            super::import::run(&file, &store::import::ImportLimits { max_answers }, &data.data_dir)
+        }
         Command::Export { what, out, data } => super::import::export(&what, out.as_deref(), &data.data_dir),
         Command::Train(cmd) => job(JobCommand::Train(cmd)),
         Command::Eval(cmd) => job(JobCommand::Eval(cmd)),

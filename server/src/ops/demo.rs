@@ -58,9 +58,10 @@ fn annotate<B: Backend>(
     args: &DemoArgs,
 ) -> anyhow::Result<()> {
     if store.prompts()?.is_empty() {
-        let batch = store::import::parse(PROMPTS.as_bytes(), "demo/prompts.jsonl", &mut || {
-            store.new_id().expect("id")
-        })?;
+        let batch =
+            store::import::parse(PROMPTS.as_bytes(), "demo/prompts.jsonl", &Default::default(), &mut || {
+                store.new_id().expect("id")
+            })?;
         store.write_batch(&batch, "demo", "import")?;
         eprintln!("demo: imported {}", batch.summary());
     }

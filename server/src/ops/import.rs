@@ -7,11 +7,11 @@ use anyhow::Context;
 use crate::datadir::DataDir;
 
 /// Parses the whole file, then writes every record in one transaction.
-pub fn run(file: &Path, data_dir: &Path) -> anyhow::Result<()> {
+pub fn run(file: &Path, limits: &store::import::ImportLimits, data_dir: &Path) -> anyhow::Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let (_lock, store) = DataDir::open_store(data_dir)?;
     let name = file.display().to_string();
-    let batch = store::import::parse(&bytes, &name, &mut || store.new_id().expect("id"))?;
+    let batch = store::import::parse(&bytes, &name, limits, &mut || store.new_id().expect("id"))?;
     store.write_batch(&batch, "cli", "import")?;
     println!("imported {} from {name}", batch.summary());
     Ok(())

@@ -80,7 +80,9 @@ fn seed_store(store: &store::Store, n: usize, args: &HttpBenchArgs) -> anyhow::R
             answers.join(", ")
         ));
     }
-    let batch = store::import::parse(jsonl.as_bytes(), "bench", &mut || store.new_id().expect("id"))?;
+    let batch = store::import::parse(jsonl.as_bytes(), "bench", &Default::default(), &mut || {
+        store.new_id().expect("id")
+    })?;
     store.write_batch(&batch, "bench", "import")?;
     Ok(())
 }
@@ -107,6 +109,7 @@ fn start_server(
             reg: trainer::registry::Registry::new(dir),
         }),
         throttle: Default::default(),
+        import_limits: Default::default(),
     };
     let state = router::AppState {
         leptos: router::leptos_options(addr),

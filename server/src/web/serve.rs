@@ -79,6 +79,7 @@ async fn serve(
             failures: args.login_failures as usize,
             window: std::time::Duration::from_secs(args.login_window_s),
         }),
+        import_limits: store::import::ImportLimits { max_answers: args.max_answers },
     };
     let limits = super::http::admission::Limits {
         concurrent: args.api_concurrency as usize,
