@@ -63,6 +63,8 @@ fn endpoints(csrf: &str, n: usize) -> Vec<(&'static str, &'static str, bool, Bod
         ("whoami", "", false, f(&[])),
         ("next_item", "annotator", false, f(&[])),
         ("guidelines", "annotator", false, f(&[])),
+        ("getting_started", "", false, f(&[])),
+        ("load_sample_prompts", "operator", true, f(&[("csrf", c.clone())])),
         (
             "submit_ranking",
             "annotator",

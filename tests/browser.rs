@@ -104,3 +104,89 @@ fn the_top_bar_shows_who_is_logged_in_and_logs_out_and_a_wrong_password_is_expla
     browser.wait_for("#login-link", Duration::from_secs(10));
     assert!(browser.find("#account-name").is_none());
 }
+
+#[test]
+fn an_operator_loads_the_sample_prompts_from_the_first_steps_panel_and_ranks_the_first_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fixture = support::fixture("tiny-llama-gqa-tied");
+    support::must(&["models", "import", fixture.to_str().unwrap(), "--name", "tiny"], d);
+    support::must(&["users", "add", "olga", "--role", "operator"], d);
+    let server = Server::start_with(
+        d,
+        &["--candidates", "2", "--candidate-tokens", "4", "--overlap", "1", "--device", "cpu"],
+    );
+    let browser = Browser::start();
+
+    // A visitor sees the first steps on the home page, without the button.
+    browser.goto(&server.url("/"));
+    browser.wait_for("#first-steps", Duration::from_secs(10));
+    assert!(browser.find("#load-samples").is_none());
+
+    browser.goto(&server.url("/login"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while browser.find("#account-name").is_none() {
+        assert!(Instant::now() < deadline, "log-in never worked");
+        if browser.find("#login-submit").is_none() {
+            browser.goto(&server.url("/login"));
+        }
+        let name = browser.wait_for("#login-name", Duration::from_secs(10));
+        let pw = browser.wait_for("#login-password", Duration::from_secs(10));
+        browser.execute(
+            "document.getElementById('login-name').value=''; document.getElementById('login-password').value='';",
+        );
+        browser.send_keys(&name, "olga");
+        browser.send_keys(&pw, support::PASSWORD);
+        browser.click(&browser.wait_for("#login-submit", Duration::from_secs(10)));
+        std::thread::sleep(Duration::from_millis(700));
+    }
+
+    // The operator page offers the samples too; load them from the home page.
+    browser.goto(&server.url("/operator"));
+    browser.wait_for("#first-steps #load-samples", Duration::from_secs(10));
+    browser.goto(&server.url("/"));
+    let button = browser.wait_for("#load-samples", Duration::from_secs(10));
+    assert_eq!(browser.text(&button), "Load 64 sample prompts");
+    browser.wait_until(Duration::from_secs(30), "the samples to load", || {
+        let text = browser.find("#samples-message").map(|m| browser.text(&m)).unwrap_or_default();
+        if text.is_empty() {
+            if let Some(b) = browser.find("#load-samples") {
+                browser.click(&b);
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        text.starts_with("Loaded 64 sample prompts")
+    });
+    // A second click adds nothing.
+    browser.click(&browser.find("#load-samples").unwrap());
+    browser.wait_until(Duration::from_secs(10), "the second answer", || {
+        browser.find("#samples-message").is_some_and(|m| browser.text(&m).contains("already loaded"))
+    });
+
+    // The first item (a sample prompt with answers from the tiny policy) arrives and is ranked.
+    let samples = include_str!("../assets/demo/prompts.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        browser.goto(&server.url("/annotate"));
+        if let Some(p) = browser.find("#prompt") {
+            let text = browser.text(&p);
+            assert!(samples.contains(&format!("\"{text}\"")), "{text:?} is not a sample prompt");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no item within 90 s of loading the samples");
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    browser.wait_until(Duration::from_secs(30), "the ranking to be acknowledged", || {
+        if let Some(b) = browser.find("#submit") {
+            browser.click(&b);
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        browser.find("#saved").is_some_and(|s| browser.text(&s).starts_with("Saved ranking"))
+    });
+    drop(browser);
+    let (_, log) = server.terminate();
+    let store = store::Store::open(&d.join("store")).unwrap();
+    assert_eq!(store.prompts().unwrap().len(), 64, "{log}");
+    // (A click before the page hydrated does nothing; one after the first answer may rank the next item too.)
+    assert!(!store.rankings().unwrap().is_empty(), "the ranking is in sled");
+}

@@ -6,3 +6,4 @@ pub mod annotate;
 pub mod auth;
 pub mod jobs;
 pub mod operator;
+pub mod samples;

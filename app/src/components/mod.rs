@@ -2,3 +2,4 @@
 
 pub mod account;
 pub mod chart;
+pub mod first_steps;

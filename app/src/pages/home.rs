@@ -44,5 +44,6 @@ pub fn HomePage() -> impl IntoView {
             <span id="check-count">{move || format!("checks: {}", checks.get())}</span>
             <p id="server-status" aria-live="polite">{answer}</p>
         </section>
+        <crate::components::first_steps::FirstSteps for_visitors=true/>
     }
 }

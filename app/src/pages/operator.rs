@@ -73,6 +73,7 @@ fn Operator(me: Me) -> impl IntoView {
         <section class="operator">
             <h1>"Data and agreement"</h1>
             <p id="operator-message" class="saved" aria-live="polite">{move || message.get()}</p>
+            <crate::components::first_steps::FirstSteps/>
             <Transition fallback=|| view! { <p>"Loading…"</p> }>
                 {move || data.get().map(|r| match r {
                     Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
