@@ -303,3 +303,147 @@ fn a_bad_import_names_file_line_and_field_and_writes_nothing() {
     assert!(store.prompts().unwrap().is_empty());
     assert!(store.audit_log().unwrap().iter().all(|e| e.action != "import"));
 }
+
+#[test]
+fn prompts_and_answers_render_as_markdown_and_injected_html_never_runs() {
+    let data = tempfile::tempdir().unwrap();
+    add_user(data.path(), "mia", "annotator", "mia-pw-1234");
+    let long: Vec<String> = (1..=40).map(|i| format!("Line {i} of a long answer.")).collect();
+    let item = serde_json::json!({
+        "prompt": "Compare:\n\n- **fast**\n- `slow`\n\n| name | speed |\n|---|---|\n| a | 1 |\n\n<script>window.__pwned = 1</script>\n<img src=x onerror=\"window.__pwned = 2\">",
+        "responses": [
+            "A code:\n\n```python\nprint('hi')\n```\n\n[click](javascript:window.__pwned=3)",
+            "B <iframe src=\"javascript:window.__pwned=4\"></iframe> [site](https://example.org)",
+            format!("C long\n\n{}", long.join("\n\n")),
+        ]
+    });
+    import(data.path(), &format!("{item}\n"));
+    let server = Server::start(data.path());
+    let browser = Browser::start();
+    login(&browser, &server, "mia", "mia-pw-1234");
+    browser.wait_for("#prompt", Duration::from_secs(10));
+
+    // Lists, inline code, tables and code blocks are elements; raw HTML is shown as text.
+    assert_eq!(browser.find_all("#prompt ul li").len(), 2);
+    assert!(browser.find("#prompt strong").is_some() && browser.find("#prompt code").is_some());
+    assert_eq!(browser.find_all("#prompt table td").len(), 2);
+    let code = browser.wait_for("#candidates pre code", Duration::from_secs(5));
+    assert_eq!(browser.text(&code), "print('hi')");
+    let prompt = browser.text(&browser.find("#prompt").unwrap());
+    assert!(prompt.contains("<script>window.__pwned = 1</script>"), "{prompt}");
+    // Nothing injected exists or ran; only the https link is a link, and it opens nothing with our window.
+    for css in ["#prompt script", "#prompt img", "#candidates iframe", "a[href^='javascript']"] {
+        assert!(browser.find(css).is_none(), "{css} was injected");
+    }
+    let links = browser.find_all("#candidates a[href]");
+    assert_eq!(links.len(), 1, "the javascript: link lost its target");
+    let link = &links[0];
+    assert_eq!(browser.attr(link, "href").as_deref(), Some("https://example.org"));
+    assert!(browser.attr(link, "rel").unwrap_or_default().contains("noopener"));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(browser.execute("return window.__pwned === undefined;"), serde_json::json!(true));
+    let shots = std::env::var_os("ALIGNBOX_SCREENSHOTS").map(std::path::PathBuf::from);
+    browser.screenshot_to(shots.as_deref(), "annotate-list");
+
+    // The long answer starts collapsed; "show all" opens it.
+    let collapsed = browser.wait_for("#candidates .text.collapsed", Duration::from_secs(5));
+    let short_height =
+        browser.execute("return document.querySelector('#candidates .text.collapsed').clientHeight;");
+    let _ = collapsed;
+    let whole =
+        "return document.querySelector('#candidates .text.collapsed').textContent.includes('Line 40');";
+    assert_eq!(browser.execute(whole), serde_json::json!(true), "the whole answer is in the page");
+    browser.wait_until(Duration::from_secs(20), "show all to expand the answer", || {
+        if let Some(b) = browser.find(".show-all") {
+            if browser.text(&b) == "show all" {
+                browser.click(&b);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        browser.find("#candidates .text.collapsed").is_none()
+    });
+    let full = browser.execute(
+        "return [...document.querySelectorAll('#candidates .text')].map(e => e.clientHeight).reduce((a, b) => Math.max(a, b));",
+    );
+    assert!(full.as_f64().unwrap() > short_height.as_f64().unwrap() * 1.5, "{full} vs {short_height}");
+}
+
+#[test]
+fn items_of_two_answers_are_judged_side_by_side_with_the_arena_keys() {
+    let data = tempfile::tempdir().unwrap();
+    add_user(data.path(), "ari", "annotator", "ari-pw-1234");
+    let items: Vec<String> = (0..4)
+        .map(|i| {
+            serde_json::json!({"prompt": format!("Arena question {i}: how do I reverse a list in Python?"),
+                "responses": [format!("Use slicing ({i}):\n\n```python\nxs[::-1]\n```"),
+                    format!("Call `reversed(xs)` ({i}), or `xs.reverse()` to do it **in place**.")]})
+            .to_string()
+        })
+        .collect();
+    import(data.path(), &(items.join("\n") + "\n"));
+    let server = Server::start(data.path());
+    let browser = Browser::start();
+    browser.goto(&server.url("/login"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while browser.find("#arena").is_none() {
+        assert!(Instant::now() < deadline, "log-in never reached the arena");
+        if browser.find("#login-submit").is_none() {
+            browser.goto(&server.url("/login"));
+        }
+        browser.execute("document.getElementById('login-name').value=''; document.getElementById('login-password').value='';");
+        browser.send_keys(&browser.wait_for("#login-name", Duration::from_secs(5)), "ari");
+        browser.send_keys(&browser.wait_for("#login-password", Duration::from_secs(5)), "ari-pw-1234");
+        browser.click(&browser.wait_for("#login-submit", Duration::from_secs(5)));
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    assert!(browser.find("#candidates").is_none(), "two answers are not a list");
+    let shots = std::env::var_os("ALIGNBOX_SCREENSHOTS").map(std::path::PathBuf::from);
+    browser.screenshot_to(shots.as_deref(), "annotate-arena");
+
+    // ← (left better), → (right better), = (tie), b (both bad): each submits at once.
+    let mut expected = Vec::new();
+    let mut previous = String::new();
+    for key in ["\u{E012}", "\u{E014}", "=", "b"] {
+        let last = expected.last().map(|e: &(String, &str, u64, u64)| e.0.clone()).unwrap_or_default();
+        let mut prompt = String::new();
+        browser.wait_until(Duration::from_secs(10), "the next item", || {
+            prompt = browser.find("#arena #prompt").map(|p| browser.text(&p)).unwrap_or_default();
+            !prompt.is_empty() && prompt != last
+        });
+        let arena = browser.wait_for("#arena", Duration::from_secs(10));
+        let id = |css: &str| -> u64 {
+            browser.attr(&browser.find(css).unwrap(), "data-candidate-id").unwrap().parse().unwrap()
+        };
+        let (left, right) = (id("#arena-left"), id("#arena-right"));
+        expected.push((prompt.clone(), key, left, right));
+        // Keys reach the page once it is hydrated: send until the verdict is acknowledged.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            browser.send_keys(&arena, key);
+            std::thread::sleep(Duration::from_millis(600));
+            let saved = browser.find("#saved").map(|s| browser.text(&s)).unwrap_or_default();
+            if saved.starts_with("Saved ranking") && saved != previous {
+                previous = saved;
+                break;
+            }
+            assert!(Instant::now() < deadline, "key {key:?} was never acknowledged");
+        }
+    }
+    drop(browser);
+    drop(server);
+    let store = store::Store::open(&data.path().join("store")).unwrap();
+    let prompts = store.prompts().unwrap();
+    for (prompt, key, left, right) in expected {
+        let p = prompts.iter().find(|p| p.text() == prompt).unwrap();
+        let r = store.rankings_of(p.id).unwrap();
+        assert_eq!(r.len(), 1, "{prompt}: one judgement");
+        let both_bad = r[0].flags.contains(&store::Flag::BothBad);
+        let want = match key {
+            "\u{E012}" => (vec![vec![left], vec![right]], false),
+            "\u{E014}" => (vec![vec![right], vec![left]], false),
+            "=" => (vec![vec![left, right]], false),
+            _ => (vec![vec![left, right]], true),
+        };
+        assert_eq!((r[0].tiers.clone(), both_bad), want, "{prompt} after {key:?}");
+    }
+}

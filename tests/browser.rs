@@ -114,7 +114,7 @@ fn an_operator_loads_the_sample_prompts_from_the_first_steps_panel_and_ranks_the
     support::must(&["users", "add", "olga", "--role", "operator"], d);
     let server = Server::start_with(
         d,
-        &["--candidates", "2", "--candidate-tokens", "4", "--overlap", "1", "--device", "cpu"],
+        &["--candidates", "3", "--candidate-tokens", "4", "--overlap", "1", "--device", "cpu"],
     );
     let browser = Browser::start();
 

@@ -150,6 +150,8 @@ pub enum Flag {
     Broken,
     /// Does not address the prompt.
     OffTopic,
+    /// Arena mode's "both bad": stored with a tie of the two answers.
+    BothBad,
 }
 
 /// One annotator's judgement of a prompt's candidates.

@@ -92,6 +92,18 @@ impl Browser {
         }
     }
 
+    /// Saves a PNG of the viewport to `dir/name.png` when `dir` is given (`ALIGNBOX_SCREENSHOTS`: the pictures
+    /// in docs/ are made so).
+    pub fn screenshot_to(&self, dir: Option<&std::path::Path>, name: &str) {
+        use base64::Engine;
+        let Some(dir) = dir else { return };
+        let png = self.call("GET", "/screenshot", None);
+        let bytes =
+            base64::engine::general_purpose::STANDARD.decode(png.as_str().expect("base64 PNG")).unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), bytes).unwrap();
+    }
+
     /// Navigates to `url` and waits for the load event.
     pub fn goto(&self, url: &str) {
         self.call("POST", "/url", Some(json!({ "url": url })));

@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 pub struct CandidateView {
     /// Candidate id (sent back in the ranking).
     pub id: u64,
-    /// The answer text (rendered as text, never as HTML).
+    /// The answer as written.
     pub text: String,
+    /// The answer's Markdown as sanitised HTML (raw HTML in the answer is shown as text).
+    pub html: String,
 }
 
 /// An item to judge.
@@ -19,6 +21,8 @@ pub struct Item {
     pub prompt_id: u64,
     /// The prompt text (the last user message).
     pub prompt: String,
+    /// The prompt's Markdown as sanitised HTML.
+    pub prompt_html: String,
     /// Candidates in this annotator's shuffled order.
     pub candidates: Vec<CandidateView>,
     /// Items this annotator has completed.
@@ -34,7 +38,7 @@ pub struct Submission {
     pub tiers: Vec<Vec<u64>>,
     /// Skip reason.
     pub skipped: Option<String>,
-    /// Flags: `unsafe`, `personal_data`, `broken`, `off_topic`.
+    /// Flags: `unsafe`, `personal_data`, `broken`, `off_topic`, and arena mode's `both_bad`.
     pub flags: Vec<String>,
     /// A better answer written by the annotator.
     pub better_answer: Option<String>,
@@ -60,11 +64,14 @@ pub async fn next_item() -> Result<Option<Item>, ServerFnError> {
     for id in &a.order {
         let c =
             ctx.store.candidate(*id).map_err(e)?.ok_or_else(|| ServerFnError::new("candidate vanished"))?;
-        candidates.push(CandidateView { id: c.id, text: c.text });
+        let html = crate::ssr::markdown::to_html(&c.text);
+        candidates.push(CandidateView { id: c.id, text: c.text, html });
     }
     let done =
         ctx.store.assignments_of(user.id).map_err(e)?.iter().filter(|a| a.ranking_id.is_some()).count();
-    Ok(Some(Item { prompt_id: a.prompt_id, prompt: prompt.text().to_string(), candidates, done }))
+    let text = prompt.text().to_string();
+    let prompt_html = crate::ssr::markdown::to_html(&text);
+    Ok(Some(Item { prompt_id: a.prompt_id, prompt: text, prompt_html, candidates, done }))
 }
 
 /// Stores a judgement durably (flushed to disk) before answering; returns the ranking id.
@@ -80,6 +87,7 @@ pub async fn submit_ranking(csrf: String, submission: Submission) -> Result<u64,
             "personal_data" => store::Flag::PersonalData,
             "broken" => store::Flag::Broken,
             "off_topic" => store::Flag::OffTopic,
+            "both_bad" => store::Flag::BothBad,
             other => return Err(ServerFnError::new(format!("unknown flag {other:?}"))),
         });
     }

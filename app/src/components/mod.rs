@@ -1,5 +1,6 @@
 //! Components shared by pages.
 
 pub mod account;
+pub mod answer;
 pub mod chart;
 pub mod first_steps;

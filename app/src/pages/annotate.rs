@@ -1,6 +1,7 @@
 //! The annotate page: a prompt and its candidates, ranked by dragging with the mouse or with the keyboard
 //! (number keys place the focused answer at that rank, arrows move it, `t` ties it with the one above, Enter
-//! submits), plus flags, skipping with a reason and writing a better answer.
+//! submits), plus flags, skipping with a reason and writing a better answer. Items of two answers use arena
+//! mode instead (`super::arena`).
 
 use leptos::prelude::*;
 
@@ -9,6 +10,7 @@ use crate::api::{
     auth::{whoami, Me},
     operator::guidelines,
 };
+use crate::components::answer::{AnswerText, FlagBoxes};
 
 /// The client-side ranking: positions best first, each holding an index into the item's candidates, and
 /// whether the answer at a position is tied with the one above it.
@@ -68,13 +70,6 @@ impl Order {
     }
 }
 
-const FLAGS: [(&str, &str); 4] = [
-    ("unsafe", "Unsafe"),
-    ("personal_data", "Personal data"),
-    ("broken", "Broken"),
-    ("off_topic", "Off-topic"),
-];
-
 /// The page: who is logged in decides what shows.
 #[component]
 pub fn AnnotatePage() -> impl IntoView {
@@ -114,6 +109,13 @@ fn Annotator(me: Me) -> impl IntoView {
             </details>
             <Transition fallback=|| view! { <p>"Loading the next item…"</p> }>
                 {move || item.get().map(|r| match r {
+                    // Two answers: arena mode, side by side; more: the ranked list.
+                    Ok(Some(it)) if it.candidates.len() == 2 => view! {
+                        <super::arena::ArenaView item=it csrf=csrf.get_value() on_saved=move |msg| {
+                            saved.set(Some(msg));
+                            item.refetch();
+                        }/>
+                    }.into_any(),
                     Ok(Some(it)) => view! {
                         <ItemView item=it csrf=csrf.get_value() on_saved=move |msg| {
                             saved.set(Some(msg));
@@ -175,13 +177,13 @@ fn ItemView(
         ev.prevent_default();
     };
 
-    let prompt = item.get_value().prompt;
+    let prompt = item.get_value().prompt_html;
     let done = item.get_value().done;
     view! {
         <article class="item" data-prompt-id=item.get_value().prompt_id>
             <p id="progress" class="hint">{format!("{done} items done")}</p>
             <h2>"Prompt"</h2>
-            <p id="prompt" class="prompt">{prompt}</p>
+            <div id="prompt" class="prompt markdown" inner_html=prompt></div>
             <p class="hint">
                 "Best answer first. Drag answers with the mouse, or focus one and press 1–" {n}
                 " to give it that rank, ↑/↓ to move it, t to tie it with the answer above, Enter to submit."
@@ -204,7 +206,7 @@ fn ItemView(
                                     dragging.set(None);
                                 }>
                                 <span class="rank">{rank}</span>
-                                <span class="text">{cand.text}</span>
+                                <AnswerText text=cand.text html=cand.html/>
                                 {tied.then(|| view! { <span class="tie-badge">"tie"</span> })}
                             </li>
                         }
@@ -225,28 +227,6 @@ fn ItemView(
             </div>
             <p id="annotate-error" class="error" role="alert">{move || error.get()}</p>
         </article>
-    }
-}
-
-/// The flag checkboxes of an item.
-#[component]
-fn FlagBoxes(flags: RwSignal<Vec<String>>) -> impl IntoView {
-    view! {
-        <fieldset class="flags">
-            <legend>"Flags"</legend>
-            {FLAGS.iter().map(|(value, label)| {
-                let value = value.to_string();
-                let v2 = value.clone();
-                view! {
-                    <label><input type="checkbox" class="flag" data-flag=value.clone()
-                        prop:checked=move || flags.get().contains(&v2)
-                        on:change=move |ev| {
-                            let on = event_target_checked(&ev);
-                            flags.update(|f| { f.retain(|x| x != &value); if on { f.push(value.clone()); } });
-                        }/>{*label}</label>
-                }
-            }).collect_view()}
-        </fieldset>
     }
 }
 
@@ -300,7 +280,14 @@ mod tests {
         Item {
             prompt_id: 1,
             prompt: "p".into(),
-            candidates: (0..n).map(|i| CandidateView { id: 10 + i as u64, text: format!("c{i}") }).collect(),
+            prompt_html: "<p>p</p>".into(),
+            candidates: (0..n)
+                .map(|i| CandidateView {
+                    id: 10 + i as u64,
+                    text: format!("c{i}"),
+                    html: format!("<p>c{i}</p>"),
+                })
+                .collect(),
             done: 0,
         }
     }

@@ -1,6 +1,7 @@
 //! One module per page.
 
 pub mod annotate;
+pub mod arena;
 pub mod home;
 pub mod login;
 pub mod operator;

@@ -1,6 +1,7 @@
 //! Server-only state and helpers that server functions reach through leptos context.
 
 pub mod auth;
+pub mod markdown;
 pub mod throttle;
 pub mod views;
 
