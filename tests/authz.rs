@@ -338,3 +338,54 @@ fn logging_out_everywhere_or_disabling_the_account_ends_every_session() {
     // The admin's own session is untouched.
     assert_eq!(whoami(&base, adm.cookie.as_deref().unwrap()).as_deref(), Some("adm"));
 }
+
+#[test]
+fn operators_download_the_preference_data_as_jsonl_and_others_cannot() {
+    let data = tempfile::tempdir().unwrap();
+    add_user(data.path(), "ann", "annotator");
+    add_user(data.path(), "op", "operator");
+    let file = data.path().join("in.jsonl");
+    std::fs::write(
+        &file,
+        "{\"prompt\": \"Pick\", \"responses\": [\"x\", \"y\", \"z\"], \"tiers\": [[1], [0, 2]]}\n\
+         {\"prompt\": \"Q\", \"chosen\": \"good\", \"rejected\": \"bad\"}\n",
+    )
+    .unwrap();
+    let out =
+        support::alignbox().arg("import").arg(&file).arg("--data-dir").arg(data.path()).output().unwrap();
+    assert!(out.status.success());
+    let server = Server::start(data.path());
+    let base = server.base.clone();
+    let get = |path: &str, cookie: Option<&str>| {
+        let mut req = ureq::get(&format!("{base}{path}"));
+        if let Some(c) = cookie {
+            req = req.set("cookie", c);
+        }
+        match req.call() {
+            Ok(r) => {
+                let disposition = r.header("content-disposition").unwrap_or_default().to_string();
+                (r.status(), disposition, r.into_string().unwrap())
+            }
+            Err(ureq::Error::Status(code, _)) => (code, String::new(), String::new()),
+            Err(e) => panic!("{path}: {e}"),
+        }
+    };
+    let ann = login(&base, "ann", "annotator");
+    let op = login(&base, "op", "operator");
+    assert_eq!(get("/api/data/rankings.jsonl", None).0, 401);
+    assert_eq!(get("/api/data/rankings.jsonl", ann.cookie.as_deref()).0, 403);
+    assert_eq!(get("/api/data/other.jsonl", op.cookie.as_deref()).0, 404);
+
+    let (status, disposition, rankings) = get("/api/data/rankings.jsonl", op.cookie.as_deref());
+    assert_eq!(status, 200);
+    assert!(disposition.contains("rankings.jsonl"), "{disposition}");
+    let lines: Vec<serde_json::Value> = rankings.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{rankings}");
+    let pick = lines.iter().find(|l| l["prompt"] == "Pick").unwrap();
+    let best = pick["tiers"][0][0].as_u64().unwrap() as usize;
+    assert_eq!(pick["responses"][best], "y", "{pick}");
+    let (_, _, pairs) = get("/api/data/pairs.jsonl", op.cookie.as_deref());
+    // y > x and y > z from the ranking (the tie x = z left out), and the imported pair.
+    assert_eq!(pairs.lines().count(), 3, "{pairs}");
+    assert!(pairs.contains("\"chosen\":\"good\"") || pairs.contains("\"chosen\": \"good\""), "{pairs}");
+}

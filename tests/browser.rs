@@ -144,6 +144,8 @@ fn an_operator_loads_the_sample_prompts_from_the_first_steps_panel_and_ranks_the
     // The operator page offers the samples too; load them from the home page.
     browser.goto(&server.url("/operator"));
     browser.wait_for("#first-steps #load-samples", Duration::from_secs(10));
+    let link = browser.wait_for("#download-rankings", Duration::from_secs(5));
+    assert_eq!(browser.attr(&link, "href").as_deref(), Some("/api/data/rankings.jsonl"));
     browser.goto(&server.url("/"));
     let button = browser.wait_for("#load-samples", Duration::from_secs(10));
     assert_eq!(browser.text(&button), "Load 64 sample prompts");

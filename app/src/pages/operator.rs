@@ -74,6 +74,11 @@ fn Operator(me: Me) -> impl IntoView {
             <h1>"Data and agreement"</h1>
             <p id="operator-message" class="saved" aria-live="polite">{move || message.get()}</p>
             <crate::components::first_steps::FirstSteps/>
+            <p class="downloads">"Download the preference data: "
+                <a id="download-rankings" href="/api/data/rankings.jsonl" download="rankings.jsonl" rel="external">"rankings.jsonl"</a>
+                " (prompt, responses, tiers) · "
+                <a id="download-pairs" href="/api/data/pairs.jsonl" download="pairs.jsonl" rel="external">"pairs.jsonl"</a>
+                " (TRL prompt/chosen/rejected)"</p>
             <Transition fallback=|| view! { <p>"Loading…"</p> }>
                 {move || data.get().map(|r| match r {
                     Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),

@@ -47,6 +47,7 @@ pub fn build(state: AppState) -> Router {
         .route("/metrics", get(super::http::metrics::handler))
         .route("/api/events", get(super::http::live::events))
         .route("/api/exports/{name}/{*file}", get(super::http::live::download))
+        .route("/api/data/{file}", get(super::http::data::download))
         .route("/v1/models", get(super::http::openai::models))
         .route("/v1/chat/completions", post(super::http::openai::chat))
         .route("/v1/completions", post(super::http::completions::completions))

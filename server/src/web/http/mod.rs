@@ -1,8 +1,9 @@
-//! HTTP endpoints outside leptos: the dashboard's event stream and downloads, Prometheus metrics, and the
+//! HTTP endpoints outside leptos: the dashboard's event stream and downloads, the preference data's download, Prometheus metrics, and the
 //! OpenAI-compatible chat completions.
 
 pub mod admission;
 pub mod completions;
+pub mod data;
 pub mod live;
 pub mod metrics;
 pub mod openai;
