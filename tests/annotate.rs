@@ -372,7 +372,7 @@ fn prompts_and_answers_render_as_markdown_and_injected_html_never_runs() {
 fn items_of_two_answers_are_judged_side_by_side_with_the_arena_keys() {
     let data = tempfile::tempdir().unwrap();
     add_user(data.path(), "ari", "annotator", "ari-pw-1234");
-    let items: Vec<String> = (0..4)
+    let items: Vec<String> = (0..5)
         .map(|i| {
             serde_json::json!({"prompt": format!("Arena question {i}: how do I reverse a list in Python?"),
                 "responses": [format!("Use slicing ({i}):\n\n```python\nxs[::-1]\n```"),
@@ -429,10 +429,24 @@ fn items_of_two_answers_are_judged_side_by_side_with_the_arena_keys() {
             assert!(Instant::now() < deadline, "key {key:?} was never acknowledged");
         }
     }
+    // The last item is skipped with a reason (typing it does not trigger the verdict keys: "b" is in it).
+    let last = expected.last().unwrap().0.clone();
+    browser.wait_until(Duration::from_secs(10), "the fifth item", || {
+        browser.find("#arena #prompt").is_some_and(|p| browser.text(&p) != last)
+    });
+    let fifth = browser.text(&browser.find("#arena #prompt").unwrap());
+    browser.send_keys(&browser.find("#skip-reason").unwrap(), "cannot be judged by me");
+    browser.click(&browser.find("#skip").unwrap());
+    browser.wait_until(Duration::from_secs(10), "the skip to be acknowledged", || {
+        browser.find("#saved").is_some_and(|s| browser.text(&s) != previous)
+    });
     drop(browser);
     drop(server);
     let store = store::Store::open(&data.path().join("store")).unwrap();
     let prompts = store.prompts().unwrap();
+    let p = prompts.iter().find(|p| p.text() == fifth).unwrap();
+    let r = store.rankings_of(p.id).unwrap();
+    assert_eq!((r.len(), r[0].skipped.as_deref()), (1, Some("cannot be judged by me")));
     for (prompt, key, left, right) in expected {
         let p = prompts.iter().find(|p| p.text() == prompt).unwrap();
         let r = store.rankings_of(p.id).unwrap();

@@ -161,6 +161,7 @@ mod tests {
             time_spent_ms: 0,
             source: String::new(),
             created_ms: 0,
+            guidelines_version: 0,
         };
         let rankings = vec![
             rank(31, 1, vec![vec![11], vec![12]], None), // new wins

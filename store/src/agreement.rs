@@ -64,6 +64,7 @@ mod tests {
             time_spent_ms: 0,
             source: String::new(),
             created_ms: 0,
+            guidelines_version: 0,
         }
     }
 

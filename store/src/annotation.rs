@@ -147,6 +147,8 @@ impl Store {
         }
         check_judgement(j, &current.order).map_err(reject)?;
         let now = now_ms();
+        // The guidelines the annotator was shown (a change while they worked counts as the one they saw last).
+        let guidelines_version = self.guidelines_version()?;
         let ranking = Ranking {
             id: self.new_id()?,
             prompt_id,
@@ -161,6 +163,7 @@ impl Store {
             },
             source: "ui".into(),
             created_ms: now,
+            guidelines_version,
         };
         let demo = match &j.better_answer {
             Some(t) if !t.trim().is_empty() => Some(Demonstration {

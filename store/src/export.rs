@@ -14,7 +14,8 @@ fn prompt_value(p: &Prompt) -> serde_json::Value {
 }
 
 impl Store {
-    /// One line per ranking: `{"prompt", "responses", "tiers", "annotator", "flags", "time_spent_ms", "source"}`.
+    /// One line per ranking: `{"prompt", "responses", "tiers", "annotator", "flags", "time_spent_ms", "source",
+    /// "guidelines_version"}`.
     pub fn export_rankings(&self) -> Result<String, StoreError> {
         let mut out = String::new();
         for r in self.rankings()?.into_iter().filter(|r| r.skipped.is_none()) {
@@ -36,6 +37,7 @@ impl Store {
                 "flags": r.flags,
                 "time_spent_ms": r.time_spent_ms,
                 "source": r.source,
+                "guidelines_version": r.guidelines_version,
             });
             out.push_str(&line.to_string());
             out.push('\n');

@@ -249,6 +249,7 @@ fn imported_ranking(id: u64, prompt_id: u64, tiers: Vec<Vec<u64>>, source: Strin
         time_spent_ms: 0,
         source,
         created_ms: now,
+        guidelines_version: 0,
     }
 }
 

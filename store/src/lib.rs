@@ -97,6 +97,11 @@ pub fn pair_key(a: u64, b: u64) -> [u8; 16] {
     k
 }
 
+/// A stored big-endian u64 (0 when malformed).
+fn read_u64(v: &[u8]) -> u64 {
+    u64::from_be_bytes(v.try_into().unwrap_or([0; 8]))
+}
+
 fn id_of(k: &[u8]) -> u64 {
     u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8-byte id suffix"))
 }
@@ -495,18 +500,40 @@ impl Store {
             .unwrap_or_default())
     }
 
-    /// Replaces the guidelines. Durable on return.
-    pub fn set_guidelines(&self, text: &str, actor: &str) -> Result<(), StoreError> {
-        let event = self.event(actor, "guidelines.set", format!("{} bytes", text.len()))?;
+    /// The version of the current guidelines: 0 before any were set, then 1, 2, … with each change.
+    pub fn guidelines_version(&self) -> Result<u64, StoreError> {
+        Ok(self.meta.get(b"guidelines_version")?.map_or(0, |v| read_u64(&v)))
+    }
+
+    /// The text of guidelines version `version` (each version is kept), or None.
+    pub fn guidelines_at(&self, version: u64) -> Result<Option<String>, StoreError> {
+        let k = [b"guidelines/".as_slice(), &key(version)].concat();
+        Ok(self.meta.get(k)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Replaces the guidelines as a new version (the old text is kept under its version); returns the new
+    /// version. Durable on return.
+    pub fn set_guidelines(&self, text: &str, actor: &str) -> Result<u64, StoreError> {
+        let version = self.guidelines_version()? + 1;
+        let event =
+            self.event(actor, "guidelines.set", format!("version {version}, {} bytes", text.len()))?;
         (&self.meta, &self.audit)
             .transaction(|(meta, audit)| {
+                let current = meta.get(b"guidelines_version")?.map_or(0, |v| read_u64(&v));
+                if current + 1 != version {
+                    return Err(abort(StoreError::Rejected(
+                        "the guidelines changed meanwhile: try again".into(),
+                    )));
+                }
                 meta.insert(b"guidelines".as_slice(), text.as_bytes())?;
+                meta.insert(b"guidelines_version".as_slice(), key(version).as_slice())?;
+                meta.insert([b"guidelines/".as_slice(), &key(version)].concat(), text.as_bytes())?;
                 audit.insert(&key(event.id), encode(&event))?;
                 Ok(())
             })
             .map_err(tx_err)?;
         self.flush()?;
-        Ok(())
+        Ok(version)
     }
 
     /// Every demonstration, by id.

@@ -178,6 +178,9 @@ pub struct Ranking {
     pub source: String,
     /// Creation time (ms).
     pub created_ms: u64,
+    /// The guidelines version it was made under (0: none were set, or imported).
+    #[serde(default)]
+    pub guidelines_version: u64,
 }
 
 impl Ranking {
@@ -273,6 +276,7 @@ mod tests {
             time_spent_ms: 0,
             source: "t".into(),
             created_ms: 0,
+            guidelines_version: 0,
         }
     }
 

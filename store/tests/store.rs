@@ -260,3 +260,34 @@ fn migrating_a_version_2_store_types_the_loop_documents_and_job_results() {
     assert_eq!((settings.rm_after, settings.method), (7, types::Method::Dpo));
     assert_eq!(settings.ab_wait_hours, 24.0, "fields added later get their defaults");
 }
+
+#[test]
+fn guidelines_are_versioned_and_each_ranking_records_the_version_it_was_made_under() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    import(&s, "{\"prompt\": \"A\", \"responses\": [\"1\", \"2\"]}\n{\"prompt\": \"B\", \"responses\": [\"1\", \"2\"]}\n");
+    let u = s.add_user("u", Role::Annotator, "h", "t").unwrap().id;
+    use store::annotation::Judgement;
+    let rank = |s: &Store| {
+        let a = s.next_assignment(u, 1).unwrap().unwrap();
+        let j = Judgement { tiers: vec![vec![a.order[0]], vec![a.order[1]]], ..Default::default() };
+        s.submit(u, "t", a.prompt_id, &j).unwrap()
+    };
+    assert_eq!(s.guidelines_version().unwrap(), 0);
+    assert_eq!(s.set_guidelines("Prefer short answers.", "op").unwrap(), 1);
+    assert_eq!(rank(&s).guidelines_version, 1);
+    assert_eq!(s.set_guidelines("Prefer correct answers.", "op").unwrap(), 2);
+    let second = rank(&s);
+    assert_eq!(second.guidelines_version, 2);
+    drop(s);
+    // Every version's text survives a reopen, and so does what each ranking recorded.
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.guidelines().unwrap(), "Prefer correct answers.");
+    assert_eq!(s.guidelines_at(1).unwrap().as_deref(), Some("Prefer short answers."));
+    assert_eq!(s.guidelines_at(2).unwrap().as_deref(), Some("Prefer correct answers."));
+    assert_eq!(s.guidelines_at(3).unwrap(), None);
+    let mut versions: Vec<u64> = s.rankings().unwrap().iter().map(|r| r.guidelines_version).collect();
+    versions.sort_unstable();
+    assert_eq!(versions, vec![1, 2]);
+    assert!(s.rankings().unwrap().iter().any(|r| r.id == second.id));
+}

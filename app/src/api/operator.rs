@@ -152,9 +152,10 @@ pub async fn guidelines() -> Result<String, ServerFnError> {
     expect_context::<ServerContext>().store.guidelines().map_err(store_err)
 }
 
-/// Replaces the guidelines.
+/// Replaces the guidelines with a new version; returns its number (rankings record the version they were made
+/// under).
 #[server(prefix = "/api", endpoint = "set_guidelines")]
-pub async fn set_guidelines(csrf: String, text: String) -> Result<(), ServerFnError> {
+pub async fn set_guidelines(csrf: String, text: String) -> Result<u64, ServerFnError> {
     use crate::ssr::{auth, ServerContext};
     let user = auth::require_with_csrf(store::Role::Operator, &csrf).await?;
     expect_context::<ServerContext>().store.set_guidelines(&text, &user.name).map_err(store_err)

@@ -67,13 +67,28 @@ pub fn ArenaView(
         }
         None => {}
     });
-    let judge = move |v: Verdict| {
+    let skip_reason = RwSignal::new(String::new());
+    // A verdict, or (None) a skip with its reason.
+    let send = move |v: Option<Verdict>| {
         if sent.get_untracked() {
             return;
         }
-        sent.set(true);
         let it = item.get_value();
-        let (tiers, both_bad) = v.tiers(it.candidates[0].id, it.candidates[1].id);
+        let (tiers, both_bad, skipped) = match v {
+            Some(v) => {
+                let (tiers, both_bad) = v.tiers(it.candidates[0].id, it.candidates[1].id);
+                (tiers, both_bad, None)
+            }
+            None => {
+                let reason = skip_reason.get_untracked();
+                if reason.trim().is_empty() {
+                    error.set("Give a reason to skip.".into());
+                    return;
+                }
+                (Vec::new(), false, Some(reason))
+            }
+        };
+        sent.set(true);
         let mut flags = flags.get_untracked();
         if both_bad {
             flags.push("both_bad".into());
@@ -81,7 +96,7 @@ pub fn ArenaView(
         submit.dispatch(Submission {
             prompt_id: it.prompt_id,
             tiers,
-            skipped: None,
+            skipped,
             flags,
             better_answer: Some(better.get_untracked()).filter(|b| !b.trim().is_empty()),
             time_spent_ms: 0,
@@ -96,20 +111,12 @@ pub fn ArenaView(
         }
         if let Some(v) = Verdict::of_key(&ev.key()) {
             ev.prevent_default();
-            judge(v);
+            send(Some(v));
         }
     });
     on_cleanup(move || keys.remove());
 
     let it = item.get_value();
-    let side = |id: &'static str, c: &crate::api::annotate::CandidateView, label: &'static str| {
-        view! {
-            <section id=id class="arena-answer" data-candidate-id=c.id>
-                <h3>{label}</h3>
-                <AnswerText text=c.text.clone() html=c.html.clone()/>
-            </section>
-        }
-    };
     view! {
         <article id="arena" class="item arena" data-prompt-id=it.prompt_id tabindex="0">
             <p id="progress" class="hint">{format!("{} items done", it.done)}</p>
@@ -120,18 +127,44 @@ pub fn ArenaView(
                 {side("arena-left", &it.candidates[0], "A (left)")}
                 {side("arena-right", &it.candidates[1], "B (right)")}
             </div>
-            <div class="actions arena-actions">
-                <button id="pick-left" disabled=move || sent.get() on:click=move |_| judge(Verdict::Left)>"← A is better"</button>
-                <button id="pick-tie" class="secondary" disabled=move || sent.get() on:click=move |_| judge(Verdict::Tie)>"= Tie"</button>
-                <button id="pick-both-bad" class="secondary" disabled=move || sent.get() on:click=move |_| judge(Verdict::BothBad)>"b Both bad"</button>
-                <button id="pick-right" disabled=move || sent.get() on:click=move |_| judge(Verdict::Right)>"B is better →"</button>
-            </div>
+            <VerdictButtons sent send/>
             <FlagBoxes flags/>
             <label class="better">"Write a better answer (optional)"
                 <textarea id="better-answer" prop:value=better on:input=move |ev| better.set(event_target_value(&ev))></textarea>
             </label>
+            <div class="actions">
+                <input id="skip-reason" placeholder="Reason to skip" prop:value=skip_reason
+                    on:input=move |ev| skip_reason.set(event_target_value(&ev))/>
+                <button id="skip" class="secondary" disabled=move || sent.get() on:click=move |_| send(None)>"Skip"</button>
+            </div>
             <p id="annotate-error" class="error" role="alert">{move || error.get()}</p>
         </article>
+    }
+}
+
+/// One of the two answers.
+fn side(id: &'static str, c: &crate::api::annotate::CandidateView, label: &'static str) -> impl IntoView {
+    view! {
+        <section id=id class="arena-answer" data-candidate-id=c.id>
+            <h3>{label}</h3>
+            <AnswerText text=c.text.clone() html=c.html.clone()/>
+        </section>
+    }
+}
+
+/// The four verdict buttons (disabled once one was sent).
+#[component]
+fn VerdictButtons(
+    sent: RwSignal<bool>,
+    send: impl Fn(Option<Verdict>) + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    view! {
+        <div class="actions arena-actions">
+            <button id="pick-left" disabled=move || sent.get() on:click=move |_| send(Some(Verdict::Left))>"← A is better"</button>
+            <button id="pick-tie" class="secondary" disabled=move || sent.get() on:click=move |_| send(Some(Verdict::Tie))>"= Tie"</button>
+            <button id="pick-both-bad" class="secondary" disabled=move || sent.get() on:click=move |_| send(Some(Verdict::BothBad))>"b Both bad"</button>
+            <button id="pick-right" disabled=move || sent.get() on:click=move |_| send(Some(Verdict::Right))>"B is better →"</button>
+        </div>
     }
 }
 

@@ -66,7 +66,7 @@ fn Operator(me: Me) -> impl IntoView {
     });
     Effect::new(move |_| {
         if let Some(r) = save_rules.value().get() {
-            message.set(r.map(|_| "Guidelines saved.".to_string()).unwrap_or_else(clean));
+            message.set(r.map(|v| format!("Guidelines saved as version {v}.")).unwrap_or_else(clean));
         }
     });
     view! {

@@ -121,6 +121,7 @@ fn annotate<B: Backend>(
                     time_spent_ms: 0,
                     source: "demo:simulated-annotator".into(),
                     created_ms: now,
+                    guidelines_version: 0,
                 });
             }
         }
