@@ -201,19 +201,25 @@ fn the_whole_loop(device: &str) {
         std::thread::sleep(Duration::from_millis(500));
     };
     let st = &dash["loop_view"]["state"];
-    let rm = st["accepted_rm"].as_str().unwrap().to_string();
     let policy = dash["loop_view"]["current_policy"].as_str().unwrap().to_string();
     assert_ne!(policy, "tiny", "the new policy was promoted: {}", st["decisions"]);
     let versions = dash["versions"].as_array().unwrap();
     let find =
         |id: &str| versions.iter().find(|v| v["id"] == id).unwrap_or_else(|| panic!("{id} listed")).clone();
+    // The reward model that trained the promoted policy. (On a slow device the annotators' A/B judgements and
+    // fresh items can start a second round before this snapshot: its reward model, trained on the promoted
+    // policy, may then be the accepted one.)
+    let rm = find(&policy)["parents"][1].as_str().unwrap().to_string();
+    let accepted = st["accepted_rm"].as_str().unwrap();
+    assert!(accepted == rm || find(accepted)["parents"] == json!([policy]), "{}", st["decisions"]);
+    assert_eq!(find(accepted)["kind"], "reward_model");
     assert_eq!(find(&rm)["kind"], "reward_model");
-    assert_eq!(find(&rm)["parents"], json!(["tiny"]));
+    assert_eq!(find(&rm)["parents"], json!(["tiny"]), "{}\n{}", st["decisions"], dash["jobs"]);
     assert_eq!(find(&policy)["parents"], json!(["tiny", rm]), "lineage: base and reward model");
     assert!(find(&policy)["current"].as_bool().unwrap());
     assert_eq!(find(&policy)["stage"], "train ppo");
     assert_eq!(st["promotions"][0]["previous"], "tiny");
-    assert_eq!(ab_judged, 2, "both A/B items were judged: {}", st["decisions"]);
+    assert!(ab_judged >= 2, "both A/B items were judged: {}", st["decisions"]);
     let decisions = st["decisions"].to_string();
     assert!(decisions.contains("annotators' win-rate"), "the human A/B check decided: {decisions}");
     let kinds: Vec<&str> =

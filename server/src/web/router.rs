@@ -55,7 +55,14 @@ pub fn build(state: AppState) -> Router {
             let options = state.leptos.clone();
             move || shell(options.clone())
         })
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        // The not-found page renders the same top bar, whose components call server functions: same context.
+        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(
+            {
+                let ctx = state.ctx.clone();
+                move || provide_context(ctx.clone())
+            },
+            shell,
+        ))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
         .layer(axum::middleware::from_fn(super::http::metrics::count))
         .layer(TraceLayer::new_for_http())
