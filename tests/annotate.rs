@@ -383,19 +383,7 @@ fn items_of_two_answers_are_judged_side_by_side_with_the_arena_keys() {
     import(data.path(), &(items.join("\n") + "\n"));
     let server = Server::start(data.path());
     let browser = Browser::start();
-    browser.goto(&server.url("/login"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while browser.find("#arena").is_none() {
-        assert!(Instant::now() < deadline, "log-in never reached the arena");
-        if browser.find("#login-submit").is_none() {
-            browser.goto(&server.url("/login"));
-        }
-        browser.execute("document.getElementById('login-name').value=''; document.getElementById('login-password').value='';");
-        browser.send_keys(&browser.wait_for("#login-name", Duration::from_secs(5)), "ari");
-        browser.send_keys(&browser.wait_for("#login-password", Duration::from_secs(5)), "ari-pw-1234");
-        browser.click(&browser.wait_for("#login-submit", Duration::from_secs(5)));
-        std::thread::sleep(Duration::from_millis(700));
-    }
+    browser.log_in(&server.url("/login"), "ari", "ari-pw-1234", "#arena");
     assert!(browser.find("#candidates").is_none(), "two answers are not a list");
     let shots = std::env::var_os("ALIGNBOX_SCREENSHOTS").map(std::path::PathBuf::from);
     browser.screenshot_to(shots.as_deref(), "annotate-arena");

@@ -123,23 +123,7 @@ fn an_operator_loads_the_sample_prompts_from_the_first_steps_panel_and_ranks_the
     browser.wait_for("#first-steps", Duration::from_secs(10));
     assert!(browser.find("#load-samples").is_none());
 
-    browser.goto(&server.url("/login"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while browser.find("#account-name").is_none() {
-        assert!(Instant::now() < deadline, "log-in never worked");
-        if browser.find("#login-submit").is_none() {
-            browser.goto(&server.url("/login"));
-        }
-        let name = browser.wait_for("#login-name", Duration::from_secs(10));
-        let pw = browser.wait_for("#login-password", Duration::from_secs(10));
-        browser.execute(
-            "document.getElementById('login-name').value=''; document.getElementById('login-password').value='';",
-        );
-        browser.send_keys(&name, "olga");
-        browser.send_keys(&pw, support::PASSWORD);
-        browser.click(&browser.wait_for("#login-submit", Duration::from_secs(10)));
-        std::thread::sleep(Duration::from_millis(700));
-    }
+    browser.log_in(&server.url("/login"), "olga", support::PASSWORD, "#account-name");
 
     // The operator page offers the samples too; load them from the home page.
     browser.goto(&server.url("/operator"));

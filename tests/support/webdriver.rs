@@ -92,6 +92,28 @@ impl Browser {
         }
     }
 
+    /// Logs in through the form at `login_url` as `name`, retrying until `until_css` is on the page (the form
+    /// only works once the page has hydrated); panics after 30 s.
+    pub fn log_in(&self, login_url: &str, name: &str, password: &str, until_css: &str) {
+        self.goto(login_url);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.find(until_css).is_none() {
+            assert!(Instant::now() < deadline, "log-in as {name} never showed {until_css}");
+            if self.find("#login-submit").is_none() {
+                self.goto(login_url);
+            }
+            let fields =
+                ["#login-name", "#login-password"].map(|css| self.wait_for(css, Duration::from_secs(10)));
+            self.execute(
+                "document.getElementById('login-name').value=''; document.getElementById('login-password').value='';",
+            );
+            self.send_keys(&fields[0], name);
+            self.send_keys(&fields[1], password);
+            self.click(&self.wait_for("#login-submit", Duration::from_secs(10)));
+            std::thread::sleep(Duration::from_millis(700));
+        }
+    }
+
     /// Saves a PNG of the viewport to `dir/name.png` when `dir` is given (`ALIGNBOX_SCREENSHOTS`: the pictures
     /// in docs/ are made so).
     pub fn screenshot_to(&self, dir: Option<&std::path::Path>, name: &str) {
