@@ -176,3 +176,30 @@ fn an_operator_loads_the_sample_prompts_from_the_first_steps_panel_and_ranks_the
     // (A click before the page hydrated does nothing; one after the first answer may rank the next item too.)
     assert!(!store.rankings().unwrap().is_empty(), "the ranking is in sled");
 }
+
+#[test]
+fn guidelines_saved_by_an_operator_reach_annotators_with_their_version() {
+    let dir = tempfile::tempdir().unwrap();
+    support::must(&["users", "add", "otto", "--role", "operator"], dir.path());
+    let server = Server::start(dir.path());
+    let browser = Browser::start();
+    browser.log_in(&server.url("/login"), "otto", support::PASSWORD, "#account-name");
+    browser.goto(&server.url("/operator"));
+    let text = browser.wait_for("#guidelines-text", Duration::from_secs(10));
+    browser.wait_until(Duration::from_secs(30), "the guidelines to be saved", || {
+        let message = browser.find("#operator-message").map(|m| browser.text(&m)).unwrap_or_default();
+        if message.is_empty() {
+            browser.execute("document.getElementById('guidelines-text').value='';");
+            browser.send_keys(&text, "Prefer the correct answer.");
+            browser.click(&browser.find("#save-guidelines").unwrap());
+            std::thread::sleep(Duration::from_millis(400));
+        }
+        message == "Guidelines saved as version 1."
+    });
+    browser.goto(&server.url("/annotate"));
+    let title = browser.wait_for("#guidelines-title", Duration::from_secs(10));
+    assert_eq!(browser.text(&title), "Guidelines (version 1)");
+    browser.click(&title);
+    let rules = browser.wait_for("#guidelines .rules", Duration::from_secs(5));
+    assert_eq!(browser.text(&rules), "Prefer the correct answer.");
+}

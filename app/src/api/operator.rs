@@ -144,12 +144,25 @@ pub async fn import_jsonl(csrf: String, file_name: String, content: String) -> R
     Ok(format!("imported {} from {name}", batch.summary()))
 }
 
+/// The current guidelines and their version.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GuidelinesView {
+    /// The text (empty before any were set).
+    pub text: String,
+    /// 0 before any were set, then 1, 2, … (each ranking records the version it was made under).
+    pub version: u64,
+}
+
 /// The guidelines shown to annotators.
 #[server(prefix = "/api", endpoint = "guidelines")]
-pub async fn guidelines() -> Result<String, ServerFnError> {
+pub async fn guidelines() -> Result<GuidelinesView, ServerFnError> {
     use crate::ssr::{auth, ServerContext};
     auth::require(store::Role::Annotator).await?;
-    expect_context::<ServerContext>().store.guidelines().map_err(store_err)
+    let s = expect_context::<ServerContext>().store;
+    Ok(GuidelinesView {
+        text: s.guidelines().map_err(store_err)?,
+        version: s.guidelines_version().map_err(store_err)?,
+    })
 }
 
 /// Replaces the guidelines with a new version; returns its number (rankings record the version they were made

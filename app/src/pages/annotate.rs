@@ -101,9 +101,14 @@ fn Annotator(me: Me) -> impl IntoView {
             <p class="whoami">"Annotating as " <strong id="me">{me.name.clone()}</strong></p>
             <p id="saved" class="saved" aria-live="polite">{move || saved.get().unwrap_or_default()}</p>
             <details id="guidelines" class="guidelines">
-                <summary>"Guidelines"</summary>
+                <summary id="guidelines-title"><Suspense fallback=|| "Guidelines">
+                    {move || match rules.get().and_then(Result::ok) {
+                        Some(g) if g.version > 0 => format!("Guidelines (version {})", g.version),
+                        _ => "Guidelines".to_string(),
+                    }}
+                </Suspense></summary>
                 <Suspense fallback=|| ()>
-                    <p class="rules">{move || rules.get().and_then(Result::ok).filter(|g| !g.is_empty())
+                    <p class="rules">{move || rules.get().and_then(Result::ok).map(|g| g.text).filter(|g| !g.is_empty())
                         .unwrap_or_else(|| "No guidelines yet: prefer the most helpful, honest and harmless answer.".into())}</p>
                 </Suspense>
             </details>

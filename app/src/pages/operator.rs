@@ -43,7 +43,7 @@ fn Operator(me: Me) -> impl IntoView {
     let loaded = Resource::new(|| (), |_| guidelines());
     Effect::new(move |_| {
         if let Some(Ok(g)) = loaded.get() {
-            rules.set(g);
+            rules.set(g.text);
         }
     });
     let add = Action::new(move |t: &String| add_prompt(csrf.get_value(), t.clone()));
