@@ -83,9 +83,7 @@ impl Store {
         if let Some(open) = mine.iter().find(|a| a.ranking_id.is_none()) {
             return Ok(Some(open.clone()));
         }
-        let count = |v: Option<sled::IVec>| {
-            v.map_or(0, |v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])))
-        };
+        let count = |v: Option<sled::IVec>| v.map_or(0, |v| crate::read_u64(&v));
         for r in self.prompts.iter() {
             let (k, _) = r?;
             let prompt_id = crate::id_of(&k);

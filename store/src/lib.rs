@@ -98,7 +98,7 @@ pub fn pair_key(a: u64, b: u64) -> [u8; 16] {
 }
 
 /// A stored big-endian u64 (0 when malformed).
-fn read_u64(v: &[u8]) -> u64 {
+pub(crate) fn read_u64(v: &[u8]) -> u64 {
     u64::from_be_bytes(v.try_into().unwrap_or([0; 8]))
 }
 
@@ -484,6 +484,11 @@ impl Store {
             .map_err(tx_err)?;
         self.flush()?;
         Ok(value)
+    }
+
+    /// Number of stored prompts (cheap: no decoding).
+    pub fn prompt_count(&self) -> usize {
+        self.prompts.len()
     }
 
     /// Number of stored rankings (cheap: no decoding).

@@ -11,7 +11,7 @@ const KEY: &[u8] = b"schema_version";
 
 /// The version recorded in the store (0 for a store that predates versioning or is empty).
 pub fn version(meta: &Tree) -> Result<u64, StoreError> {
-    Ok(meta.get(KEY)?.map_or(0, |v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8]))))
+    Ok(meta.get(KEY)?.map_or(0, |v| crate::read_u64(&v)))
 }
 
 /// One step: from `version - 1` to `version`.

@@ -125,16 +125,8 @@ pub async fn import_jsonl(csrf: String, file_name: String, content: String) -> R
     let ctx = expect_context::<ServerContext>();
     let s = ctx.store;
     let name = if file_name.trim().is_empty() { "upload.jsonl".to_string() } else { file_name };
-    let mut id_error = None;
-    let batch = store::import::parse(content.as_bytes(), &name, &ctx.import_limits, &mut || {
-        s.new_id().unwrap_or_else(|e| {
-            id_error = Some(e);
-            0
-        })
-    });
-    if let Some(e) = id_error {
-        return Err(store_err(e));
-    }
+    let batch =
+        crate::ssr::parse_import(&s, content.as_bytes(), &name, &ctx.import_limits).map_err(store_err)?;
     let batch = batch.map_err(|e| {
         expect_context::<leptos_axum::ResponseOptions>()
             .set_status(axum::http::StatusCode::UNPROCESSABLE_ENTITY);

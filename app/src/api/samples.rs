@@ -22,17 +22,8 @@ const SAMPLES: &str = include_str!("../../../assets/demo/prompts.jsonl");
 
 #[cfg(feature = "ssr")]
 fn sample_batch(s: &store::Store) -> Result<store::Batch, ServerFnError> {
-    let mut id_error = None;
-    let batch =
-        store::import::parse(SAMPLES.as_bytes(), "samples/prompts.jsonl", &Default::default(), &mut || {
-            s.new_id().unwrap_or_else(|e| {
-                id_error = Some(e);
-                0
-            })
-        });
-    if let Some(e) = id_error {
-        return Err(ServerFnError::new(e.to_string()));
-    }
+    let batch = crate::ssr::parse_import(s, SAMPLES.as_bytes(), "samples/prompts.jsonl", &Default::default())
+        .map_err(|e| ServerFnError::new(e.to_string()))?;
     batch.map_err(|e| ServerFnError::new(e.to_string()))
 }
 
@@ -48,7 +39,7 @@ pub async fn getting_started() -> Result<FirstStepsState, ServerFnError> {
         return Ok(FirstStepsState { logged_in: true, prompts: None, csrf: None, samples });
     }
     let s = expect_context::<ServerContext>().store;
-    let prompts = s.prompts().map_err(|e| ServerFnError::new(e.to_string()))?.len();
+    let prompts = s.prompt_count();
     Ok(FirstStepsState { logged_in: true, prompts: Some(prompts), csrf: Some(session.csrf), samples })
 }
 

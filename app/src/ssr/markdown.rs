@@ -2,7 +2,12 @@
 //! sanitised (ammonia). Raw HTML in the source is shown as text, never interpreted; links get
 //! `rel="noopener noreferrer nofollow"` and only safe URL schemes survive.
 
+use std::sync::LazyLock;
+
 use pulldown_cmark::{Event, Options, Parser};
+
+/// The sanitiser, built once (every item fetch renders each prompt and answer).
+static SANITISER: LazyLock<ammonia::Builder<'static>> = LazyLock::new(sanitiser);
 
 /// The sanitised HTML of Markdown `source`.
 pub fn to_html(source: &str) -> String {
@@ -14,7 +19,7 @@ pub fn to_html(source: &str) -> String {
     });
     let mut html = String::with_capacity(source.len() * 3 / 2);
     pulldown_cmark::html::push_html(&mut html, events);
-    sanitiser().clean(&html).to_string()
+    SANITISER.clean(&html).to_string()
 }
 
 fn sanitiser() -> ammonia::Builder<'static> {

@@ -74,3 +74,21 @@ impl ServerContext {
         }
     }
 }
+
+/// Parses JSONL `bytes` (named `file` in errors) into new records with fresh ids from `store`: the batch, or
+/// (inner error) why the file was refused; the outer error is the store failing to hand out ids.
+pub fn parse_import(
+    store: &store::Store,
+    bytes: &[u8],
+    file: &str,
+    limits: &store::import::ImportLimits,
+) -> Result<Result<store::Batch, store::import::ImportError>, store::StoreError> {
+    let mut id_error = None;
+    let batch = store::import::parse(bytes, file, limits, &mut || {
+        store.new_id().unwrap_or_else(|e| {
+            id_error = Some(e);
+            0
+        })
+    });
+    id_error.map_or(Ok(batch), Err)
+}

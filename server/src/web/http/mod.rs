@@ -1,5 +1,5 @@
-//! HTTP endpoints outside leptos: the dashboard's event stream and downloads, the preference data's download, Prometheus metrics, and the
-//! OpenAI-compatible chat completions.
+//! HTTP endpoints outside leptos: the dashboard's event stream and downloads, the preference data's download,
+//! Prometheus metrics, and the OpenAI-compatible chat completions.
 
 pub mod admission;
 pub mod completions;
