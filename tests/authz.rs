@@ -90,6 +90,15 @@ fn endpoints(csrf: &str, n: usize) -> Vec<(&'static str, &'static str, bool, Bod
             ),
         ),
         ("set_guidelines", "operator", true, f(&[("csrf", c.clone()), ("text", "Be kind.".into())])),
+        ("annotators", "operator", false, f(&[])),
+        (
+            "set_paused",
+            "operator",
+            true,
+            f(&[("csrf", c.clone()), ("user_id", "999999".into()), ("paused", "true".into())]),
+        ),
+        ("mark_gold", "operator", true, f(&[("csrf", c.clone()), ("ranking_id", "999999".into())])),
+        ("unmark_gold", "operator", true, f(&[("csrf", c.clone()), ("prompt_id", "999999".into())])),
         ("list_users", "admin", false, f(&[])),
         (
             "add_user",
@@ -172,7 +181,7 @@ fn every_server_function_checks_role_and_csrf_on_the_server() {
     }
 
     // The event stream and export downloads are for operators only.
-    for path in ["/api/events", "/api/exports/x/manifest.json"] {
+    for path in ["/api/events", "/api/exports/x/manifest.json", "/api/data/annotators.jsonl"] {
         for (caller, want) in [(&callers[0], 401), (&callers[1], 403)] {
             let mut req = ureq::get(&format!("{base}{path}"));
             if let Some(c) = &caller.cookie {

@@ -203,3 +203,54 @@ fn guidelines_saved_by_an_operator_reach_annotators_with_their_version() {
     let rules = browser.wait_for("#guidelines .rules", Duration::from_secs(5));
     assert_eq!(browser.text(&rules), "Prefer the correct answer.");
 }
+
+#[test]
+fn repeated_wrong_passwords_are_refused_on_the_login_page_and_the_right_one_works_after_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    support::must(&["users", "add", "tess", "--role", "annotator"], dir.path());
+    let server = Server::start_with(dir.path(), &["--login-failures", "2", "--login-window-s", "4"]);
+    let browser = Browser::start();
+    browser.goto(&server.url("/login"));
+    let submit = |password: &str| {
+        let name = browser.wait_for("#login-name", Duration::from_secs(10));
+        let pw = browser.wait_for("#login-password", Duration::from_secs(10));
+        browser.execute(
+            "document.getElementById('login-name').value=''; document.getElementById('login-password').value='';",
+        );
+        browser.send_keys(&name, "tess");
+        browser.send_keys(&pw, password);
+        browser.click(&browser.wait_for("#login-submit", Duration::from_secs(10)));
+    };
+    // Wrong passwords until the page says they are throttled (before hydration a submit does nothing).
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let refusal = loop {
+        submit("wrong-password");
+        std::thread::sleep(Duration::from_millis(500));
+        let text = browser.find("#login-error").map(|e| browser.text(&e)).unwrap_or_default();
+        if text.starts_with("too many failed log-ins") {
+            break text;
+        }
+        if !text.is_empty() {
+            seen.push(text);
+        }
+        assert!(Instant::now() < deadline, "never throttled; the page said {seen:?}");
+        if browser.find("#login-submit").is_none() {
+            browser.goto(&server.url("/login"));
+        }
+    };
+    assert!(refusal.contains("try again in"), "{refusal}");
+    assert!(seen.iter().all(|t| t.contains("wrong name or password")), "{seen:?}");
+    // After the window the right password works.
+    std::thread::sleep(Duration::from_secs(5));
+    browser.wait_until(Duration::from_secs(20), "the log-in after the window", || {
+        if browser.find("#login-submit").is_some() {
+            submit(support::PASSWORD);
+            std::thread::sleep(Duration::from_millis(700));
+        }
+        browser.find("#account-name").is_some_and(|e| browser.text(&e) == "tess")
+    });
+    drop(browser);
+    let (_, log) = server.terminate();
+    assert!(log.contains("log-ins throttled"), "the refusal is logged: {log}");
+}

@@ -25,6 +25,23 @@ pub struct Judgement {
     pub time_spent_ms: u64,
 }
 
+/// How items are handed out.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QueuePolicy {
+    /// How many different annotators see each ordinary item.
+    pub overlap: usize,
+    /// The share of an annotator's items that are gold items (0 to 1), while they have gold items they have not
+    /// seen: a gold item is handed out whenever their gold count is below `gold_rate` × (items so far + 1).
+    pub gold_rate: f64,
+}
+
+impl QueuePolicy {
+    /// `overlap` annotators per item and no gold items.
+    pub fn overlap(overlap: usize) -> Self {
+        Self { overlap, gold_rate: 0.0 }
+    }
+}
+
 /// Counts per prompt of the assignment tree: (handed out, completed).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Progress {
@@ -75,54 +92,132 @@ impl Store {
         Ok(out)
     }
 
-    /// The annotator's open assignment, or a new one: the oldest prompt with at least two candidates that they
-    /// have not seen and that fewer than `overlap` annotators hold. `None` when the queue is empty. Durable on
-    /// return.
-    pub fn next_assignment(&self, user_id: u64, overlap: usize) -> Result<Option<Assignment>, StoreError> {
+    /// The annotator's open assignment, or a new one: a gold item they have not seen when their share of gold
+    /// items is below the policy's rate, else the oldest ordinary prompt with at least two candidates that they
+    /// have not seen and that fewer than `overlap` annotators hold, else (with gold on) an unseen gold item.
+    /// `None` when the queue is empty or the annotator is paused. Durable on return.
+    pub fn next_assignment(
+        &self,
+        user_id: u64,
+        policy: &QueuePolicy,
+    ) -> Result<Option<Assignment>, StoreError> {
         let mine = self.assignments_of(user_id)?;
         if let Some(open) = mine.iter().find(|a| a.ranking_id.is_none()) {
             return Ok(Some(open.clone()));
+        }
+        if self.user(user_id)?.is_some_and(|u| u.paused) {
+            return Ok(None);
+        }
+        let seen = |prompt_id: u64| mine.iter().any(|a| a.prompt_id == prompt_id);
+        let next_gold = || -> Result<Option<Assignment>, StoreError> {
+            for r in self.gold.iter() {
+                let (k, _) = r?;
+                let prompt_id = crate::id_of(&k);
+                if !seen(prompt_id) {
+                    if let Some(a) = self.claim(user_id, prompt_id, None)? {
+                        return Ok(Some(a));
+                    }
+                }
+            }
+            Ok(None)
+        };
+        let gold_seen = mine.iter().filter(|a| self.is_gold(a.prompt_id).unwrap_or(false)).count();
+        let gold_due =
+            policy.gold_rate > 0.0 && (gold_seen as f64) < policy.gold_rate * (mine.len() + 1) as f64;
+        if gold_due {
+            if let Some(a) = next_gold()? {
+                return Ok(Some(a));
+            }
         }
         let count = |v: Option<sled::IVec>| v.map_or(0, |v| crate::read_u64(&v));
         for r in self.prompts.iter() {
             let (k, _) = r?;
             let prompt_id = crate::id_of(&k);
-            if mine.iter().any(|a| a.prompt_id == prompt_id)
-                || count(self.assign_counts.get(&k)?) >= overlap as u64
+            if seen(prompt_id)
+                || count(self.assign_counts.get(&k)?) >= policy.overlap as u64
+                || self.gold.contains_key(&k)?
             {
                 continue;
             }
-            let candidates: Vec<u64> = self.candidates_of(prompt_id)?.iter().map(|c| c.id).collect();
-            if candidates.len() < 2 {
-                continue;
+            if let Some(a) = self.claim(user_id, prompt_id, Some(policy.overlap))? {
+                return Ok(Some(a));
             }
-            let a = Assignment {
-                user_id,
-                prompt_id,
-                order: shuffled(&candidates, user_id, prompt_id),
-                assigned_ms: now_ms(),
-                ranking_id: None,
-            };
-            // Claim it, unless a concurrent request filled the last slot or gave this user the same item.
-            let a_key = pair_key(user_id, prompt_id);
-            let claimed = (&self.assignments, &self.assign_counts)
-                .transaction(|(assignments, counts)| {
-                    let n = count(counts.get(key(prompt_id))?);
-                    if n >= overlap as u64 || assignments.get(a_key)?.is_some() {
-                        return Ok(false);
-                    }
-                    assignments.insert(&a_key, encode(&a))?;
-                    counts.insert(&key(prompt_id), &(n + 1).to_be_bytes())?;
-                    Ok(true)
-                })
-                .map_err(tx_err)?;
-            if !claimed {
-                continue;
-            }
-            self.flush()?;
-            return Ok(Some(a));
+        }
+        // Nothing ordinary is left: the gold items they have not seen remain (with gold turned on).
+        if policy.gold_rate > 0.0 && !gold_due {
+            return next_gold();
         }
         Ok(None)
+    }
+
+    /// Hands `prompt_id` to the annotator unless it has fewer than two candidates, a concurrent request filled
+    /// its last slot (`overlap`; `None` for gold items, which have no limit) or gave them the same item.
+    fn claim(
+        &self,
+        user_id: u64,
+        prompt_id: u64,
+        overlap: Option<usize>,
+    ) -> Result<Option<Assignment>, StoreError> {
+        let count = |v: Option<sled::IVec>| v.map_or(0, |v| crate::read_u64(&v));
+        let candidates: Vec<u64> = self.candidates_of(prompt_id)?.iter().map(|c| c.id).collect();
+        if candidates.len() < 2 {
+            return Ok(None);
+        }
+        let a = Assignment {
+            user_id,
+            prompt_id,
+            order: shuffled(&candidates, user_id, prompt_id),
+            assigned_ms: now_ms(),
+            ranking_id: None,
+        };
+        let a_key = pair_key(user_id, prompt_id);
+        let claimed = (&self.assignments, &self.assign_counts)
+            .transaction(|(assignments, counts)| {
+                let n = count(counts.get(key(prompt_id))?);
+                if overlap.is_some_and(|o| n >= o as u64) || assignments.get(a_key)?.is_some() {
+                    return Ok(false);
+                }
+                assignments.insert(&a_key, encode(&a))?;
+                counts.insert(&key(prompt_id), &(n + 1).to_be_bytes())?;
+                Ok(true)
+            })
+            .map_err(tx_err)?;
+        if !claimed {
+            return Ok(None);
+        }
+        self.flush()?;
+        Ok(Some(a))
+    }
+
+    /// Pauses or resumes an annotator's queue. Pausing hands their open items back to the queue (so that other
+    /// annotators can take them); they keep their account and their finished work. Durable on return.
+    pub fn set_paused(&self, user_id: u64, paused: bool, actor: &str) -> Result<crate::User, StoreError> {
+        let mut user = self.user(user_id)?.ok_or(StoreError::NotFound { what: "user", id: user_id })?;
+        user.paused = paused;
+        let what = if paused { "paused" } else { "resumed" };
+        self.update_user(&user, actor, what)?;
+        if paused {
+            let count = |v: Option<sled::IVec>| v.map_or(0, |v| crate::read_u64(&v));
+            for a in self.assignments_of(user_id)?.into_iter().filter(|a| a.ranking_id.is_none()) {
+                let a_key = pair_key(user_id, a.prompt_id);
+                (&self.assignments, &self.assign_counts)
+                    .transaction(|(assignments, counts)| {
+                        if let Some(v) = assignments.get(a_key)? {
+                            let current: Assignment =
+                                decode(trees::ASSIGNMENTS, &a_key, &v).map_err(abort)?;
+                            if current.ranking_id.is_none() {
+                                assignments.remove(&a_key)?;
+                                let n = count(counts.get(key(a.prompt_id))?);
+                                counts.insert(&key(a.prompt_id), &n.saturating_sub(1).to_be_bytes())?;
+                            }
+                        }
+                        Ok(())
+                    })
+                    .map_err(tx_err)?;
+            }
+            self.flush()?;
+        }
+        Ok(user)
     }
 
     /// Records a judgement of the annotator's assignment of `prompt_id`. Refused (nothing written) when there is

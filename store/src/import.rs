@@ -5,6 +5,7 @@
 //! | `chosen`, `rejected` (+ `prompt`) | a TRL preference pair (strings or message lists) |
 //! | `chosen`, `rejected` (no `prompt`) | an HH-RLHF pair of `\n\nHuman: … \n\nAssistant: …` transcripts |
 //! | `prompt`/`messages`, `responses`, `tiers` | a ranking (tiers of indices into `responses`, best first) |
+//! | the same with `"gold": true` | a gold item: the known order, mixed into annotators' queues to measure them |
 //! | `prompt`/`messages`, `responses` | a candidate set |
 //! | `prompt`/`messages`, `completion` | a demonstration |
 //! | `prompt` or `messages` | a prompt |
@@ -234,6 +235,34 @@ fn tiers(l: &Line, v: &Value, n: usize) -> Result<Vec<Vec<usize>>, ImportError> 
     Ok(out)
 }
 
+/// The optional `gold` field: a boolean.
+fn gold_flag(l: &Line, obj: &Map<String, Value>) -> Result<bool, ImportError> {
+    match obj.get("gold") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(l.err(Some("gold"), format!("must be true or false, found {}", type_name(other)))),
+    }
+}
+
+/// The order of an imported candidate set: a gold item (`"gold": true`) or an imported ranking (id `id`).
+fn ordered(
+    l: &Line,
+    obj: &Map<String, Value>,
+    batch: &mut Batch,
+    prompt_id: u64,
+    tiers: Vec<Vec<u64>>,
+    id: u64,
+    now: u64,
+) -> Result<(), ImportError> {
+    if gold_flag(l, obj)? {
+        let by = "import".into();
+        batch.gold.push(crate::gold::GoldItem { prompt_id, tiers, by, source: l.source(), created_ms: now });
+    } else {
+        batch.rankings.push(imported_ranking(id, prompt_id, tiers, l.source(), now));
+    }
+    Ok(())
+}
+
 fn imported_candidate(id: u64, prompt_id: u64, text: String, source: String, now: u64) -> Candidate {
     Candidate { id, prompt_id, text, tokens: vec![], logprobs: vec![], policy: None, source, created_ms: now }
 }
@@ -337,7 +366,9 @@ pub fn parse(
             }
             if let Some(order) = order {
                 let tiers = order.iter().map(|t| t.iter().map(|&i| ids[i]).collect()).collect();
-                batch.rankings.push(imported_ranking(next_id(), pid, tiers, l.source(), now));
+                ordered(&l, &obj, &mut batch, pid, tiers, next_id(), now)?;
+            } else if gold_flag(&l, &obj)? {
+                return Err(l.err(Some("gold"), "a gold item needs `tiers`: its known order"));
             }
         } else if obj.contains_key("completion") {
             let msgs = prompt_messages(&l, &obj)?;
@@ -408,7 +439,15 @@ mod tests {
         let mut many = b"{\"prompt\": \"p\", \"responses\": [\"a\"".to_vec();
         many.extend(std::iter::repeat_n(b", \"b\"".as_slice(), 16).flatten());
         many.extend(b"]}\n");
-        let cases: [(&[u8], &str); 12] = [
+        let cases: [(&[u8], &str); 14] = [
+            (
+                b"{\"prompt\": \"p\", \"responses\": [\"a\", \"b\"], \"gold\": true}\n",
+                "in.jsonl:1: field `gold`: a gold item needs `tiers`",
+            ),
+            (
+                b"{\"prompt\": \"p\", \"responses\": [\"a\", \"b\"], \"tiers\": [[1], [0]], \"gold\": 1}\n",
+                "in.jsonl:1: field `gold`: must be true or false, found a number",
+            ),
             (
                 b"{\"prompt\": \"ok\"}\n{\"prompt\": 5}\n",
                 "in.jsonl:2: field `prompt`: must be a string or messages, found a number",
@@ -447,6 +486,20 @@ mod tests {
             let err = run(text).unwrap_err().to_string();
             assert!(err.starts_with(want), "{err:?} should start with {want:?}");
         }
+    }
+
+    #[test]
+    fn gold_lines_become_gold_items_not_rankings() {
+        let b = run(
+            b"{\"prompt\": \"G\", \"responses\": [\"x\", \"y\"], \"tiers\": [[1], [0]], \"gold\": true}\n",
+        )
+        .unwrap();
+        assert!(b.rankings.is_empty());
+        assert_eq!(b.gold.len(), 1);
+        let c = &b.candidates;
+        assert_eq!(b.gold[0].tiers, vec![vec![c[1].id], vec![c[0].id]]);
+        assert_eq!(b.gold[0].prompt_id, b.prompts[0].id);
+        assert_eq!(b.summary(), "1 prompts, 2 candidates, 0 rankings, 0 demonstrations, 1 gold items");
     }
 
     #[test]

@@ -8,12 +8,14 @@ pub mod agreement;
 pub mod annotation;
 mod durability;
 pub mod export;
+pub mod gold;
 pub mod import;
 pub mod jobs;
 pub mod keys;
 pub mod loop_docs;
 pub mod model;
 pub mod probes;
+pub mod quality;
 mod schema;
 
 use std::path::Path;
@@ -82,6 +84,8 @@ pub mod trees {
     pub const JOB_LOG: &str = "job_log";
     /// sha256(key) → [`crate::keys::ApiKey`].
     pub const API_KEYS: &str = "api_keys";
+    /// prompt id → [`crate::gold::GoldItem`].
+    pub const GOLD: &str = "gold";
 }
 
 /// Big-endian key of an id.
@@ -139,6 +143,7 @@ pub struct Store {
     jobs: Tree,
     job_log: Tree,
     api_keys: Tree,
+    gold: Tree,
 }
 
 /// Turns a transaction's error into ours.
@@ -198,6 +203,7 @@ impl Store {
             jobs: t(trees::JOBS)?,
             job_log: t(trees::JOB_LOG)?,
             api_keys: t(trees::API_KEYS)?,
+            gold: t(trees::GOLD)?,
             commit: Default::default(),
             db,
         };
@@ -280,6 +286,7 @@ impl Store {
             password_hash: password_hash.to_string(),
             disabled: false,
             created_ms: now_ms(),
+            paused: false,
         };
         let event = self.event(actor, "user.add", format!("{} as {:?}", user.name, role))?;
         (&self.users, &self.user_names, &self.audit)
@@ -559,8 +566,9 @@ impl Store {
             &self.rankings_by_prompt,
             &self.demonstrations,
             &self.audit,
+            &self.gold,
         )
-            .transaction(|(prompts, candidates, cbp, rankings, rbp, demos, audit)| {
+            .transaction(|(prompts, candidates, cbp, rankings, rbp, demos, audit, gold)| {
                 for p in &batch.prompts {
                     prompts.insert(&key(p.id), encode(p))?;
                 }
@@ -590,6 +598,18 @@ impl Store {
                 for d in &batch.demonstrations {
                     demos.insert(&key(d.id), encode(d))?;
                 }
+                for g in &batch.gold {
+                    let ids: Vec<u64> = batch
+                        .candidates
+                        .iter()
+                        .filter(|c| c.prompt_id == g.prompt_id)
+                        .map(|c| c.id)
+                        .collect();
+                    gold::check_order(&g.tiers, &ids).map_err(|why| {
+                        abort(StoreError::Rejected(format!("gold item of prompt {}: {why}", g.prompt_id)))
+                    })?;
+                    gold.insert(&key(g.prompt_id), encode(g))?;
+                }
                 audit.insert(&key(event.id), encode(&event))?;
                 Ok(())
             })
@@ -615,17 +635,20 @@ pub struct Batch {
     pub rankings: Vec<Ranking>,
     /// New demonstrations.
     pub demonstrations: Vec<Demonstration>,
+    /// New gold items (of prompts in the batch, with their candidates in the batch).
+    pub gold: Vec<gold::GoldItem>,
 }
 
 impl Batch {
     /// "3 prompts, 6 candidates, 3 rankings, 0 demonstrations".
     pub fn summary(&self) -> String {
         format!(
-            "{} prompts, {} candidates, {} rankings, {} demonstrations",
+            "{} prompts, {} candidates, {} rankings, {} demonstrations{}",
             self.prompts.len(),
             self.candidates.len(),
             self.rankings.len(),
-            self.demonstrations.len()
+            self.demonstrations.len(),
+            if self.gold.is_empty() { String::new() } else { format!(", {} gold items", self.gold.len()) }
         )
     }
 }

@@ -50,6 +50,9 @@ pub struct User {
     pub disabled: bool,
     /// Creation time (ms since the epoch).
     pub created_ms: u64,
+    /// Paused annotators get no new items (an operator's decision; they can still log in).
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// A login session (stored under the hash of its token, never the token itself).

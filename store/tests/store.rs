@@ -1,7 +1,7 @@
 //! The store on a real sled database in a temp directory: durability across reopen, transactions that write
 //! all or nothing, schema versions, users and sessions.
 
-use store::{Batch, Role, Session, Store, StoreError};
+use store::{annotation::QueuePolicy, Batch, Role, Session, Store, StoreError};
 
 fn import(store: &Store, text: &str) -> Batch {
     let batch = store::import::parse(text.as_bytes(), "t.jsonl", &Default::default(), &mut || {
@@ -94,9 +94,9 @@ fn each_item_goes_to_overlap_annotators_and_never_twice_to_one() {
         (0..3).map(|i| s.add_user(&format!("u{i}"), Role::Annotator, "h", "t").unwrap().id).collect();
     let mut seen = std::collections::BTreeMap::<u64, Vec<u64>>::new();
     for &u in &users {
-        while let Some(a) = s.next_assignment(u, 2).unwrap() {
+        while let Some(a) = s.next_assignment(u, &QueuePolicy::overlap(2)).unwrap() {
             assert_eq!(
-                s.next_assignment(u, 2).unwrap().unwrap(),
+                s.next_assignment(u, &QueuePolicy::overlap(2)).unwrap().unwrap(),
                 a,
                 "the open item is handed out again until done"
             );
@@ -111,7 +111,7 @@ fn each_item_goes_to_overlap_annotators_and_never_twice_to_one() {
         assert_eq!(who.len(), 2, "prompt {prompt} went to {who:?}");
         assert_ne!(who[0], who[1]);
     }
-    assert!(s.next_assignment(users[2], 2).unwrap().is_none());
+    assert!(s.next_assignment(users[2], &QueuePolicy::overlap(2)).unwrap().is_none());
     assert_eq!(s.rankings().unwrap().len(), 4, "two prompts × overlap 2");
 }
 
@@ -121,7 +121,7 @@ fn a_submission_must_cover_every_candidate_once_and_only_once() {
     let s = Store::open(dir.path()).unwrap();
     import(&s, "{\"prompt\": \"A\", \"responses\": [\"1\", \"2\", \"3\"]}\n");
     let u = s.add_user("u", Role::Annotator, "h", "t").unwrap().id;
-    let a = s.next_assignment(u, 2).unwrap().unwrap();
+    let a = s.next_assignment(u, &QueuePolicy::overlap(2)).unwrap().unwrap();
     let o = &a.order;
     use store::annotation::Judgement;
     let bad = Judgement { tiers: vec![vec![o[0]], vec![o[1]]], ..Default::default() };
@@ -195,8 +195,8 @@ fn migrating_a_version_1_store_rebuilds_the_assignment_counters() {
         import(&s, "{\"prompt\": \"A\", \"responses\": [\"1\", \"2\"]}\n");
         let a = s.add_user("a", Role::Annotator, "h", "t").unwrap().id;
         let b = s.add_user("b", Role::Annotator, "h", "t").unwrap().id;
-        assert!(s.next_assignment(a, 2).unwrap().is_some());
-        assert!(s.next_assignment(b, 2).unwrap().is_some());
+        assert!(s.next_assignment(a, &QueuePolicy::overlap(2)).unwrap().is_some());
+        assert!(s.next_assignment(b, &QueuePolicy::overlap(2)).unwrap().is_some());
         (a, b)
     };
     {
@@ -209,8 +209,14 @@ fn migrating_a_version_1_store_rebuilds_the_assignment_counters() {
     let s = Store::open(dir.path()).unwrap();
     assert_eq!(s.schema_version().unwrap(), 3);
     let c = s.add_user("c", Role::Annotator, "h", "t").unwrap().id;
-    assert!(s.next_assignment(c, 2).unwrap().is_none(), "the item already has its two annotators");
-    assert!(s.next_assignment(a, 2).unwrap().is_some() && s.next_assignment(b, 2).unwrap().is_some());
+    assert!(
+        s.next_assignment(c, &QueuePolicy::overlap(2)).unwrap().is_none(),
+        "the item already has its two annotators"
+    );
+    assert!(
+        s.next_assignment(a, &QueuePolicy::overlap(2)).unwrap().is_some()
+            && s.next_assignment(b, &QueuePolicy::overlap(2)).unwrap().is_some()
+    );
 }
 
 #[test]
@@ -269,7 +275,7 @@ fn guidelines_are_versioned_and_each_ranking_records_the_version_it_was_made_und
     let u = s.add_user("u", Role::Annotator, "h", "t").unwrap().id;
     use store::annotation::Judgement;
     let rank = |s: &Store| {
-        let a = s.next_assignment(u, 1).unwrap().unwrap();
+        let a = s.next_assignment(u, &QueuePolicy::overlap(1)).unwrap().unwrap();
         let j = Judgement { tiers: vec![vec![a.order[0]], vec![a.order[1]]], ..Default::default() };
         s.submit(u, "t", a.prompt_id, &j).unwrap()
     };
@@ -290,4 +296,87 @@ fn guidelines_are_versioned_and_each_ranking_records_the_version_it_was_made_und
     versions.sort_unstable();
     assert_eq!(versions, vec![1, 2]);
     assert!(s.rankings().unwrap().iter().any(|r| r.id == second.id));
+}
+
+#[test]
+fn gold_items_are_mixed_in_at_the_rate_counted_once_for_training_and_exported_as_gold() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    import(
+        &s,
+        "{\"prompt\": \"G1\", \"responses\": [\"good\", \"bad\"], \"tiers\": [[0], [1]], \"gold\": true}\n\
+         {\"prompt\": \"G2\", \"responses\": [\"bad\", \"good\"], \"tiers\": [[1], [0]], \"gold\": true}\n\
+         {\"prompt\": \"A\", \"responses\": [\"1\", \"2\"]}\n{\"prompt\": \"B\", \"responses\": [\"1\", \"2\"]}\n\
+         {\"prompt\": \"C\", \"responses\": [\"1\", \"2\"]}\n",
+    );
+    assert_eq!(s.gold_items().unwrap().len(), 2);
+    let policy = QueuePolicy { overlap: 1, gold_rate: 0.5 };
+    let texts = |u: u64| {
+        let mut out = Vec::new();
+        while let Some(a) = s.next_assignment(u, &policy).unwrap() {
+            out.push(s.prompt(a.prompt_id).unwrap().unwrap().text().to_string());
+            let tiers = a.order.iter().map(|&c| vec![c]).collect();
+            s.submit(u, "t", a.prompt_id, &store::annotation::Judgement { tiers, ..Default::default() })
+                .unwrap();
+        }
+        out
+    };
+    let ann = s.add_user("ann", Role::Annotator, "h", "t").unwrap().id;
+    let bob = s.add_user("bob", Role::Annotator, "h", "t").unwrap().id;
+    // Half of ann's items are gold while she has unseen gold: gold, ordinary, gold, then ordinary ones.
+    assert_eq!(texts(ann), ["G1", "A", "G2", "B", "C"]);
+    // Overlap 1 used up the ordinary items, but gold items have no limit: bob sees both.
+    assert_eq!(texts(bob), ["G1", "G2"]);
+    // Training and the exports see each gold item once, with its known order (not the two checks).
+    let g1 = s.prompts().unwrap()[0].id;
+    assert_eq!(s.rankings_of(g1).unwrap().len(), 2);
+    let train = s.training_rankings_of(g1).unwrap();
+    assert_eq!(train.len(), 1);
+    assert_eq!(train[0].tiers, s.gold_of(g1).unwrap().unwrap().tiers);
+    let exported = s.export_rankings().unwrap();
+    assert_eq!(exported.lines().filter(|l| l.contains("\"gold\":true")).count(), 2, "{exported}");
+    assert_eq!(exported.lines().count(), 2 + 3, "two gold orders and the three ordinary rankings");
+    // And the file imports back with its gold items.
+    let dir2 = tempfile::tempdir().unwrap();
+    let s2 = Store::open(dir2.path()).unwrap();
+    import(&s2, &exported);
+    assert_eq!(s2.gold_items().unwrap().len(), 2);
+    assert_eq!(s2.rankings().unwrap().len(), 3);
+}
+
+#[test]
+fn a_gold_order_must_cover_the_answers_and_comes_from_a_ranking_or_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    import(&s, "{\"prompt\": \"A\", \"responses\": [\"1\", \"2\", \"3\"], \"tiers\": [[2], [0], [1]]}\n");
+    let p = s.prompts().unwrap()[0].id;
+    let c: Vec<u64> = s.candidates_of(p).unwrap().iter().map(|c| c.id).collect();
+    let err = s.mark_gold(p, vec![vec![c[0]], vec![c[1]]], "op", "t").unwrap_err().to_string();
+    assert!(err.contains("exactly once"), "{err}");
+    assert!(s.gold_items().unwrap().is_empty(), "a refused order writes nothing");
+    let r = s.rankings_of(p).unwrap()[0].clone();
+    let g = s.mark_gold_from_ranking(r.id, "op").unwrap();
+    assert_eq!((g.tiers.clone(), g.source.as_str()), (r.tiers.clone(), format!("ranking {}", r.id).as_str()));
+    assert!(s.is_gold(p).unwrap());
+    s.unmark_gold(p, "op").unwrap();
+    assert!(!s.is_gold(p).unwrap());
+    assert!(s.audit_log().unwrap().iter().any(|e| e.action == "gold.unmark"));
+}
+
+#[test]
+fn a_paused_annotator_gets_no_items_and_their_open_one_goes_back_to_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    import(&s, "{\"prompt\": \"A\", \"responses\": [\"1\", \"2\"]}\n");
+    let ann = s.add_user("ann", Role::Annotator, "h", "t").unwrap().id;
+    let bob = s.add_user("bob", Role::Annotator, "h", "t").unwrap().id;
+    let one = QueuePolicy::overlap(1);
+    let a = s.next_assignment(ann, &one).unwrap().unwrap();
+    assert!(s.next_assignment(bob, &one).unwrap().is_none(), "overlap 1: ann holds the only item");
+    s.set_paused(ann, true, "op").unwrap();
+    assert!(s.user(ann).unwrap().unwrap().paused);
+    assert!(s.next_assignment(ann, &one).unwrap().is_none(), "paused: no item, not even the old one");
+    assert_eq!(s.next_assignment(bob, &one).unwrap().unwrap().prompt_id, a.prompt_id, "handed back");
+    s.set_paused(ann, false, "op").unwrap();
+    assert!(s.next_assignment(ann, &one).unwrap().is_none(), "resumed, but bob holds the only slot now");
 }

@@ -3,6 +3,7 @@
 //! quoting the dashboard and the job queue share. Serde only (and thiserror): the UI compiles it to wasm, the
 //! store reads and writes it under its schema versions, the server builds it.
 
+pub mod annotators;
 pub mod argv;
 pub mod error;
 pub mod job;

@@ -46,6 +46,9 @@ pub struct Submission {
     pub time_spent_ms: u64,
 }
 
+/// What a paused annotator is told (HTTP 423).
+pub const PAUSED: &str = "An operator has paused your queue: you get no new items until they resume it.";
+
 /// The caller's current item (their open one, or a newly assigned one); `None` when the queue is empty.
 #[server(prefix = "/api", endpoint = "next_item")]
 pub async fn next_item() -> Result<Option<Item>, ServerFnError> {
@@ -53,8 +56,12 @@ pub async fn next_item() -> Result<Option<Item>, ServerFnError> {
     let (user, _) = auth::require(store::Role::Annotator).await?;
     let ctx = expect_context::<ServerContext>();
     let e = |e: store::StoreError| ServerFnError::new(e.to_string());
-    let (store, overlap, uid) = (ctx.store.clone(), ctx.overlap, user.id);
-    let assigned = tokio::task::spawn_blocking(move || store.next_assignment(uid, overlap))
+    if user.paused {
+        expect_context::<leptos_axum::ResponseOptions>().set_status(axum::http::StatusCode::LOCKED);
+        return Err(ServerFnError::new(PAUSED));
+    }
+    let (store, policy, uid) = (ctx.store.clone(), ctx.queue, user.id);
+    let assigned = tokio::task::spawn_blocking(move || store.next_assignment(uid, &policy))
         .await
         .map_err(|e| ServerFnError::new(e.to_string()))?;
     let Some(a) = assigned.map_err(e)? else { return Ok(None) };

@@ -6,4 +6,5 @@ pub mod annotate;
 pub mod auth;
 pub mod jobs;
 pub mod operator;
+pub mod quality;
 pub mod samples;

@@ -20,8 +20,23 @@ pub struct ItemStats {
     pub agreement: Option<f64>,
     /// Flags raised, by name.
     pub flags: Vec<String>,
-    /// Each judgement as "2 > 1 = 3" (candidate numbers in id order), or "skipped: reason".
-    pub judgements: Vec<String>,
+    /// Each judgement.
+    pub judgements: Vec<JudgementView>,
+    /// The gold order as "2 > 1 = 3", when the item is a gold item.
+    pub gold: Option<String>,
+}
+
+/// One judgement of an item as the operator sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JudgementView {
+    /// The ranking's id (to make its order the item's gold order).
+    pub ranking_id: u64,
+    /// Who judged (None for imports).
+    pub annotator: Option<String>,
+    /// "2 > 1 = 3" (candidate numbers in id order), or "skipped: reason".
+    pub text: String,
+    /// Whether it was a skip.
+    pub skipped: bool,
 }
 
 /// The operator dashboard's numbers.
@@ -51,6 +66,8 @@ pub async fn overview() -> Result<OperatorOverview, ServerFnError> {
     auth::require(store::Role::Operator).await?;
     let s = expect_context::<ServerContext>().store;
     let progress = s.progress().map_err(store_err)?;
+    let names: std::collections::HashMap<u64, String> =
+        s.users().map_err(store_err)?.into_iter().map(|u| (u.id, u.name)).collect();
     let mut items = Vec::new();
     for p in s.prompts().map_err(store_err)? {
         let cands: Vec<u64> = s.candidates_of(p.id).map_err(store_err)?.iter().map(|c| c.id).collect();
@@ -63,18 +80,26 @@ pub async fn overview() -> Result<OperatorOverview, ServerFnError> {
         let pr = progress.get(&p.id).copied().unwrap_or_default();
         let number =
             |id: &u64| cands.iter().position(|c| c == id).map_or("?".to_string(), |i| (i + 1).to_string());
-        let judgements = rankings
-            .iter()
-            .map(|r| match &r.skipped {
-                Some(why) => format!("skipped: {why}"),
-                None => r
-                    .tiers
-                    .iter()
-                    .map(|t| t.iter().map(number).collect::<Vec<_>>().join(" = "))
-                    .collect::<Vec<_>>()
-                    .join(" > "),
-            })
-            .collect();
+        let order = |tiers: &[Vec<u64>]| {
+            tiers
+                .iter()
+                .map(|t| t.iter().map(number).collect::<Vec<_>>().join(" = "))
+                .collect::<Vec<_>>()
+                .join(" > ")
+        };
+        let mut judgements = Vec::new();
+        for r in &rankings {
+            judgements.push(JudgementView {
+                ranking_id: r.id,
+                annotator: r.user_id.and_then(|id| names.get(&id).cloned()),
+                text: match &r.skipped {
+                    Some(why) => format!("skipped: {why}"),
+                    None => order(&r.tiers),
+                },
+                skipped: r.skipped.is_some(),
+            });
+        }
+        let gold = s.gold_of(p.id).map_err(store_err)?.map(|g| order(&g.tiers));
         items.push(ItemStats {
             prompt_id: p.id,
             prompt: p.text().chars().take(200).collect(),
@@ -84,6 +109,7 @@ pub async fn overview() -> Result<OperatorOverview, ServerFnError> {
             agreement: store::agreement::kendalls_w(&refs, &cands),
             flags,
             judgements,
+            gold,
         });
     }
     let ws: Vec<f64> = items.iter().filter_map(|i| i.agreement).collect();

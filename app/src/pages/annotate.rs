@@ -128,7 +128,11 @@ fn Annotator(me: Me) -> impl IntoView {
                         }/>
                     }.into_any(),
                     Ok(None) => view! { <p id="queue-empty">"Your queue is empty. Thank you!"</p> }.into_any(),
-                    Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                    Err(e) => {
+                        let why = e.to_string().replace("error running server function: ", "");
+                        let paused = why == crate::api::annotate::PAUSED;
+                        view! { <p id={if paused { "queue-paused" } else { "queue-error" }} class="error">{why}</p> }.into_any()
+                    }
                 })}
             </Transition>
         </section>

@@ -1,11 +1,12 @@
-//! The operator page: progress and agreement per item, the items where annotators disagree, adding and
-//! importing prompts, and the annotation guidelines.
+//! The operator page: progress and agreement per item, the items where annotators disagree, gold items, the
+//! annotators' quality (with pausing), adding prompts, uploading JSONL files, and the annotation guidelines.
 
 use leptos::prelude::*;
 
 use crate::api::{
     auth::{whoami, Me},
-    operator::{add_prompt, guidelines, import_jsonl, overview, set_guidelines},
+    operator::{add_prompt, guidelines, overview, set_guidelines, ItemStats, OperatorOverview},
+    quality::{mark_gold, unmark_gold},
 };
 
 /// Items whose agreement is below this are listed for review.
@@ -36,8 +37,7 @@ fn Operator(me: Me) -> impl IntoView {
     let data = Resource::new(|| (), |_| overview());
     let csrf = StoredValue::new(me.csrf);
     let prompt = RwSignal::new(String::new());
-    let jsonl = RwSignal::new(String::new());
-    let file_name = RwSignal::new(String::from("upload.jsonl"));
+    let reload = RwSignal::new(0u64);
     let rules = RwSignal::new(String::new());
     let message = RwSignal::new(String::new());
     let loaded = Resource::new(|| (), |_| guidelines());
@@ -47,8 +47,15 @@ fn Operator(me: Me) -> impl IntoView {
         }
     });
     let add = Action::new(move |t: &String| add_prompt(csrf.get_value(), t.clone()));
-    let import =
-        Action::new(move |(n, c): &(String, String)| import_jsonl(csrf.get_value(), n.clone(), c.clone()));
+    let gold = Action::new(move |(prompt_id, ranking): &(u64, Option<u64>)| {
+        let (csrf, prompt_id, ranking) = (csrf.get_value(), *prompt_id, *ranking);
+        async move {
+            match ranking {
+                Some(r) => mark_gold(csrf, r).await,
+                None => unmark_gold(csrf, prompt_id).await,
+            }
+        }
+    });
     let save_rules = Action::new(move |t: &String| set_guidelines(csrf.get_value(), t.clone()));
     let clean = |e: ServerFnError| e.to_string().replace("error running server function: ", "");
     Effect::new(move |_| {
@@ -59,10 +66,15 @@ fn Operator(me: Me) -> impl IntoView {
         }
     });
     Effect::new(move |_| {
-        if let Some(r) = import.value().get() {
+        if let Some(r) = gold.value().get() {
             message.set(r.unwrap_or_else(clean));
             data.refetch();
+            reload.update(|n| *n += 1);
         }
+    });
+    let refresh = Callback::new(move |()| {
+        data.refetch();
+        reload.update(|n| *n += 1);
     });
     Effect::new(move |_| {
         if let Some(r) = save_rules.value().get() {
@@ -82,49 +94,83 @@ fn Operator(me: Me) -> impl IntoView {
             <Transition fallback=|| view! { <p>"Loading…"</p> }>
                 {move || data.get().map(|r| match r {
                     Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
-                    Ok(o) => {
-                        let review: Vec<_> = o.items.iter().filter(|i| i.agreement.is_some_and(|w| w < REVIEW_BELOW)).cloned().collect();
-                        view! {
-                            <div class="stats">
-                                <span id="stat-prompts">{o.prompts} " prompts"</span>
-                                <span id="stat-rankings">{o.rankings} " rankings"</span>
-                                <span id="stat-demos">{o.demonstrations} " written answers"</span>
-                                <span id="stat-agreement">"mean Kendall's W " {fmt_w(o.mean_agreement)}</span>
-                            </div>
-                            <table id="items">
-                                <thead><tr><th>"Prompt"</th><th>"Answers"</th><th>"Assigned"</th><th>"Judged"</th><th>"W"</th><th>"Flags"</th></tr></thead>
-                                <tbody>
-                                    {o.items.into_iter().map(|i| view! {
-                                        <tr data-prompt-id=i.prompt_id>
-                                            <td>{i.prompt}</td><td>{i.candidates}</td><td>{i.assigned}</td>
-                                            <td>{i.done}</td><td>{fmt_w(i.agreement)}</td><td>{i.flags.join(", ")}</td>
-                                        </tr>
-                                    }).collect_view()}
-                                </tbody>
-                            </table>
-                            <h2>"Review: annotators disagree (W < " {REVIEW_BELOW} ")"</h2>
-                            <ul id="review">
-                                {review.into_iter().map(|i| view! {
-                                    <li><strong>{i.prompt}</strong> " — W " {fmt_w(i.agreement)}
-                                        <ul>{i.judgements.into_iter().map(|j| view! { <li>{j}</li> }).collect_view()}</ul>
-                                    </li>
-                                }).collect_view()}
-                            </ul>
-                        }.into_any()
-                    }
+                    Ok(o) => overview_view(o, gold),
                 })}
             </Transition>
             <h2>"Add a prompt"</h2>
             <textarea id="new-prompt" prop:value=prompt on:input=move |ev| prompt.set(event_target_value(&ev))></textarea>
             <button id="add-prompt" on:click=move |_| { add.dispatch(prompt.get_untracked()); }>"Add"</button>
             <h2>"Import JSONL"</h2>
-            <p class="hint">"Prompts, candidate sets, rankings, TRL pairs, HH-RLHF transcripts, demonstrations. All or nothing."</p>
-            <input id="import-name" prop:value=file_name on:input=move |ev| file_name.set(event_target_value(&ev))/>
-            <textarea id="import-jsonl" prop:value=jsonl on:input=move |ev| jsonl.set(event_target_value(&ev))></textarea>
-            <button id="import" on:click=move |_| { import.dispatch((file_name.get_untracked(), jsonl.get_untracked())); }>"Import"</button>
+            <p class="hint">"Prompts, candidate sets, rankings, TRL pairs, HH-RLHF transcripts, demonstrations, and gold items "
+                "(a ranking with "<code>"\"gold\": true"</code>"). All or nothing: a bad line names its file, line and field."</p>
+            <crate::components::upload::Upload csrf=csrf.get_value() on_done=refresh/>
+            <crate::components::annotators::Annotators csrf=csrf.get_value() reload/>
             <h2>"Guidelines"</h2>
             <textarea id="guidelines-text" prop:value=rules on:input=move |ev| rules.set(event_target_value(&ev))></textarea>
             <button id="save-guidelines" on:click=move |_| { save_rules.dispatch(rules.get_untracked()); }>"Save guidelines"</button>
         </section>
+    }
+}
+
+/// The numbers, the items table and the review list.
+fn overview_view(o: OperatorOverview, gold: GoldAction) -> AnyView {
+    let review: Vec<_> =
+        o.items.iter().filter(|i| i.agreement.is_some_and(|w| w < REVIEW_BELOW)).cloned().collect();
+    view! {
+        <div class="stats">
+            <span id="stat-prompts">{o.prompts} " prompts"</span>
+            <span id="stat-rankings">{o.rankings} " rankings"</span>
+            <span id="stat-demos">{o.demonstrations} " written answers"</span>
+            <span id="stat-agreement">"mean Kendall's W " {fmt_w(o.mean_agreement)}</span>
+        </div>
+        <table id="items">
+            <thead><tr><th>"Prompt"</th><th>"Answers"</th><th>"Assigned"</th><th>"Judged"</th><th>"W"</th><th>"Flags"</th><th>"Gold order"</th></tr></thead>
+            <tbody>
+                {o.items.into_iter().map(|i| item_row(i, gold)).collect_view()}
+            </tbody>
+        </table>
+        <h2>"Review: annotators disagree (W < " {REVIEW_BELOW} ")"</h2>
+        <ul id="review">
+            {review.into_iter().map(|i| view! {
+                <li><strong>{i.prompt}</strong> " — W " {fmt_w(i.agreement)}
+                    <ul>{i.judgements.into_iter().map(|j| view! { <li>{j.text}</li> }).collect_view()}</ul>
+                </li>
+            }).collect_view()}
+        </ul>
+    }.into_any()
+}
+
+type GoldAction = Action<(u64, Option<u64>), Result<String, ServerFnError>>;
+
+/// One row of the items table; the last cell shows the gold order (with "Unmark"), or a "Make gold" button per
+/// judgement that orders the answers.
+fn item_row(i: ItemStats, gold: GoldAction) -> impl IntoView {
+    let prompt_id = i.prompt_id;
+    let gold_cell = match i.gold.clone() {
+        Some(order) => view! {
+            <span class="gold-order">{format!("★ {order}")}</span>" "
+            <button type="button" class="unmark-gold" on:click=move |_| { gold.dispatch((prompt_id, None)); }>"Unmark"</button>
+        }
+        .into_any(),
+        None => i
+            .judgements
+            .iter()
+            .filter(|j| !j.skipped)
+            .map(|j| {
+                let (rid, label) = (j.ranking_id, format!("{} ({})", j.text, j.annotator.clone().unwrap_or("import".into())));
+                view! {
+                    <button type="button" class="make-gold" data-ranking-id=rid title="Make this order the item's gold order"
+                        on:click=move |_| { gold.dispatch((prompt_id, Some(rid))); }>{format!("☆ {label}")}</button>
+                }
+            })
+            .collect_view()
+            .into_any(),
+    };
+    view! {
+        <tr data-prompt-id=i.prompt_id class:gold=i.gold.is_some()>
+            <td>{i.prompt}</td><td>{i.candidates}</td><td>{i.assigned}</td>
+            <td>{i.done}</td><td>{fmt_w(i.agreement)}</td><td>{i.flags.join(", ")}</td>
+            <td class="gold-cell">{gold_cell}</td>
+        </tr>
     }
 }

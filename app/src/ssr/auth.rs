@@ -72,12 +72,26 @@ pub fn token_from_headers(headers: &axum::http::HeaderMap) -> Option<String> {
 
 /// The enabled user with a live session in a plain axum request's headers (event streams, downloads).
 pub fn user_from_headers(store: &store::Store, headers: &axum::http::HeaderMap) -> Option<User> {
+    session_from_headers(store, headers).map(|(u, _)| u)
+}
+
+/// The enabled user and their live session in a plain axum request's headers (uploads check its CSRF token).
+pub fn session_from_headers(
+    store: &store::Store,
+    headers: &axum::http::HeaderMap,
+) -> Option<(User, Session)> {
     let hash = token_hash(&token_from_headers(headers)?);
     let session = store.session(&hash).ok()??;
     if session.expires_ms < store::now_ms() {
         return None;
     }
-    store.user(session.user_id).ok()?.filter(|u| !u.disabled)
+    let user = store.user(session.user_id).ok()?.filter(|u| !u.disabled)?;
+    Some((user, session))
+}
+
+/// Whether a request's CSRF token is the session's (compared in constant time).
+pub fn csrf_matches(csrf: &str, session: &Session) -> bool {
+    !csrf.is_empty() && constant_time_eq(csrf.as_bytes(), session.csrf.as_bytes())
 }
 
 /// The logged-in user and their session, if the request carries a live session of an enabled user.
@@ -115,7 +129,7 @@ pub async fn require(role: Role) -> Result<(User, Session), ServerFnError> {
 /// Like [`require`], and the request's CSRF token must be the session's.
 pub async fn require_with_csrf(role: Role, csrf: &str) -> Result<User, ServerFnError> {
     let (user, session) = require(role).await?;
-    if csrf.is_empty() || !constant_time_eq(csrf.as_bytes(), session.csrf.as_bytes()) {
+    if !csrf_matches(csrf, &session) {
         expect_context::<leptos_axum::ResponseOptions>().set_status(axum::http::StatusCode::FORBIDDEN);
         return Err(err("missing or wrong CSRF token"));
     }

@@ -47,8 +47,8 @@ pub struct ServerContext {
     pub backend: &'static str,
     /// The default base policy's version id, if one is registered.
     pub policy: Option<String>,
-    /// How many different annotators see each item.
-    pub overlap: usize,
+    /// How items are handed out: annotators per item and the share of gold items.
+    pub queue: store::annotation::QueuePolicy,
     /// Mark cookies `Secure` (serve behind TLS).
     pub secure_cookies: bool,
     /// Jobs, loop, versions.
@@ -59,6 +59,8 @@ pub struct ServerContext {
     pub throttle: throttle::LoginThrottle,
     /// What imports from the browser accept (`--max-answers`).
     pub import_limits: store::import::ImportLimits,
+    /// Largest file the operator page may upload (`--max-upload-mb`), bytes.
+    pub max_upload_bytes: u64,
 }
 
 impl ServerContext {

@@ -433,7 +433,9 @@ pub struct TrainRmArgs {
     /// Margin inside the loss: −log σ(r_better − r_worse − margin).
     #[arg(long, default_value_t = 0.0)]
     pub margin: f64,
-    /// Weight each comparison by the share of the prompt's annotators who ordered the two answers the same way.
+    /// Weight each comparison by the share of the prompt's annotators who ordered the two answers the same way,
+    /// times the annotator's weight: 2q − 1 (at least 0) of their accuracy on gold items, or of their agreement
+    /// with peers, as the operator page's annotator table shows it (1 for imported rankings).
     #[arg(long)]
     pub weight_by_agreement: bool,
 }
@@ -613,6 +615,27 @@ pub struct ServeArgs {
     /// Most answers one imported item may hold (imports from the browser; more are refused with file:line).
     #[arg(long, default_value_t = 16, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(2..=256))]
     pub max_answers: usize,
+
+    /// The share of each annotator's items that are gold items (prompts with a known order, marked or imported
+    /// on the operator page), while they have unseen ones: 0 turns gold items off, 1 hands out every gold item
+    /// first.
+    #[arg(long, default_value_t = 0.1, value_parser = parse_rate)]
+    pub gold_rate: f64,
+
+    /// Largest JSONL file an operator may upload on the operator page, MiB (larger ones are refused with 413 as
+    /// soon as their size is known).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=16384))]
+    pub max_upload_mb: u64,
+}
+
+/// A share between 0 and 1.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not between 0 and 1"))
+    }
 }
 
 /// `alignbox models …`.

@@ -60,9 +60,12 @@ pub struct Ranked {
     pub tiers: Vec<Vec<usize>>,
     /// For agreement weights: how many rankings of this prompt order candidate a before b.
     pub order: std::sync::Arc<BTreeMap<(u64, u64), usize>>,
+    /// For agreement weights: the annotator's weight ([`store::quality`]; 1 for imports and gold orders).
+    pub annotator_weight: f32,
 }
 
-/// Every (non-skipped) ranking with at least two tiers, tokenized.
+/// Every (non-skipped) ranking with at least two tiers, tokenized; a gold item contributes its known order once
+/// (the annotators' judgements of it are checks, not data).
 pub fn ranked(
     store: &Store,
     tok: &TextTokenizer,
@@ -70,9 +73,14 @@ pub fn ranked(
     max_tokens: usize,
 ) -> anyhow::Result<Vec<Ranked>> {
     let mut out = Vec::new();
+    let weights: HashMap<u64, f32> = store
+        .annotator_stats(&Default::default())?
+        .into_iter()
+        .map(|a| (a.user_id, a.weight as f32))
+        .collect();
     for prompt in store.prompts()? {
         let rankings: Vec<store::Ranking> = store
-            .rankings_of(prompt.id)?
+            .training_rankings_of(prompt.id)?
             .into_iter()
             .filter(|r| r.skipped.is_none() && r.tiers.len() >= 2)
             .collect();
@@ -111,6 +119,7 @@ pub fn ranked(
                 candidates: ids,
                 tiers,
                 order: order.clone(),
+                annotator_weight: r.user_id.and_then(|u| weights.get(&u).copied()).unwrap_or(1.0),
             });
         }
     }
@@ -133,11 +142,14 @@ pub fn rm_groups(
         let seqs = r.answers.iter().map(|a| [r.prompt.as_slice(), a.as_slice()].concat()).collect();
         let mut g = RankGroup::from_tiers(seqs, &r.tiers);
         if opts.weight_by_agreement {
+            for c in &mut g.ties {
+                c.2 = r.annotator_weight;
+            }
             for c in &mut g.wins {
                 let (b, w) = (r.candidates[c.0], r.candidates[c.1]);
                 let agree = r.order.get(&(b, w)).copied().unwrap_or(0) as f32;
                 let disagree = r.order.get(&(w, b)).copied().unwrap_or(0) as f32;
-                c.2 = agree / (agree + disagree).max(1.0);
+                c.2 = r.annotator_weight * agree / (agree + disagree).max(1.0);
             }
         }
         wins += g.wins.len();
@@ -315,5 +327,89 @@ mod tests {
         assert_eq!(join(&[1, 2, 3, 4], &[7, 8], 10), (vec![1, 2, 3, 4], vec![7, 8]));
         assert_eq!(join(&[1, 2, 3, 4], &[7, 8], 4), (vec![3, 4], vec![7, 8]));
         assert_eq!(join(&[1, 2], &[5, 6, 7, 8, 9], 4), (vec![2], vec![5, 6, 7]));
+    }
+
+    fn tiny_tokenizer() -> TextTokenizer {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../trainer/tests/fixtures/tiny-llama-mha");
+        let json = std::fs::read_to_string(dir.join("tokenizer.json")).unwrap();
+        let config =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("tokenizer_config.json")).unwrap())
+                .unwrap();
+        TextTokenizer::from_json(&json, &config, "tiny").unwrap()
+    }
+
+    /// Ranks every open item of `user` with `order(candidate ids in id order)`.
+    fn rank_all(
+        s: &Store,
+        user: u64,
+        policy: &store::annotation::QueuePolicy,
+        order: impl Fn(&[u64]) -> Vec<Vec<u64>>,
+    ) {
+        while let Some(a) = s.next_assignment(user, policy).unwrap() {
+            let mut ids = a.order.clone();
+            ids.sort_unstable();
+            let j = store::annotation::Judgement { tiers: order(&ids), ..Default::default() };
+            s.submit(user, "t", a.prompt_id, &j).unwrap();
+        }
+    }
+
+    #[test]
+    fn agreement_weights_scale_by_the_annotators_gold_accuracy_and_gold_items_train_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let mut lines = String::new();
+        for i in 0..3 {
+            lines.push_str(&format!(
+                "{{\"prompt\": \"gold {i}\", \"responses\": [\"right\", \"wrong\"], \"tiers\": [[0], [1]], \"gold\": true}}\n"
+            ));
+        }
+        lines.push_str("{\"prompt\": \"open\", \"responses\": [\"a\", \"b\"]}\n");
+        let batch = store::import::parse(lines.as_bytes(), "t.jsonl", &Default::default(), &mut || {
+            s.new_id().unwrap()
+        })
+        .unwrap();
+        s.write_batch(&batch, "t", "import").unwrap();
+        let good = s.add_user("good", store::Role::Annotator, "h", "t").unwrap().id;
+        let coin = s.add_user("coin", store::Role::Annotator, "h", "t").unwrap().id;
+        let policy = store::annotation::QueuePolicy { overlap: 2, gold_rate: 1.0 };
+        // "good" orders by id (right before wrong: imported in that order); "coin" gets two of three gold items
+        // wrong and agrees on the open item.
+        rank_all(&s, good, &policy, |ids| ids.iter().map(|&c| vec![c]).collect());
+        let flips = std::cell::Cell::new(0);
+        rank_all(&s, coin, &policy, |ids| {
+            flips.set(flips.get() + 1);
+            let mut t: Vec<Vec<u64>> = ids.iter().map(|&c| vec![c]).collect();
+            if flips.get() <= 2 {
+                t.reverse();
+            }
+            t
+        });
+        let stats = s.annotator_stats(&Default::default()).unwrap();
+        let coin_stats = stats.iter().find(|a| a.name == "coin").unwrap();
+        assert!((coin_stats.gold_accuracy.unwrap() - 1.0 / 3.0).abs() < 1e-9);
+        assert_eq!(coin_stats.weight, 0.0);
+
+        let tok = tiny_tokenizer();
+        let opts = RmData { eval_fraction: 0.0, seed: 1, max_tokens: 64, weight_by_agreement: true };
+        let groups = rm_groups(&s, &tok, None, &opts).unwrap();
+        // Three gold orders (once each, not the six checks) and the open item's two rankings.
+        assert_eq!(groups.train.len(), 3 + 2, "{}", groups.summary);
+        let weights: Vec<f32> = groups.train.iter().map(|g| g.wins[0].2).collect();
+        assert_eq!(
+            weights.iter().filter(|w| **w == 1.0).count(),
+            4,
+            "gold orders and good's ranking: {weights:?}"
+        );
+        assert_eq!(
+            weights.iter().filter(|w| **w == 0.0).count(),
+            1,
+            "coin's ranking weighs nothing: {weights:?}"
+        );
+        let plain = rm_groups(&s, &tok, None, &RmData { weight_by_agreement: false, ..opts }).unwrap();
+        assert!(
+            plain.train.iter().all(|g| g.wins[0].2 == 1.0),
+            "without the option every comparison weighs 1"
+        );
     }
 }

@@ -100,7 +100,7 @@ fn start_server(
         started: Instant::now(),
         backend: crate::ops::device_backend(crate::ops::device()),
         policy: None,
-        overlap: 2,
+        queue: store::annotation::QueuePolicy::overlap(2),
         secure_cookies: false,
         data_dir: dir.to_path_buf(),
         control: std::sync::Arc::new(super::control::ServerControl {
@@ -110,6 +110,7 @@ fn start_server(
         }),
         throttle: Default::default(),
         import_limits: Default::default(),
+        max_upload_bytes: 1 << 28,
     };
     let state = router::AppState {
         leptos: router::leptos_options(addr),

@@ -64,6 +64,8 @@ pub fn build(state: AppState) -> Router {
             shell,
         ))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
+        // Uploads have their own, larger limit (`--max-upload-mb`), checked as the body arrives.
+        .merge(Router::new().route("/api/import/upload", post(super::http::upload::upload)))
         .layer(axum::middleware::from_fn(super::http::metrics::count))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -67,7 +67,7 @@ async fn serve(
         started: Instant::now(),
         backend: crate::ops::device_backend(crate::ops::device()),
         policy,
-        overlap: args.overlap.max(1),
+        queue: store::annotation::QueuePolicy { overlap: args.overlap.max(1), gold_rate: args.gold_rate },
         secure_cookies: args.secure_cookies,
         data_dir: data.root().to_path_buf(),
         control: std::sync::Arc::new(super::control::ServerControl {
@@ -80,6 +80,7 @@ async fn serve(
             window: std::time::Duration::from_secs(args.login_window_s),
         }),
         import_limits: store::import::ImportLimits { max_answers: args.max_answers },
+        max_upload_bytes: args.max_upload_mb << 20,
     };
     let limits = super::http::admission::Limits {
         concurrent: args.api_concurrency as usize,

@@ -1,5 +1,6 @@
 //! `GET /api/data/rankings.jsonl` and `GET /api/data/pairs.jsonl`: the preference data as the operator page's
-//! download links (operators only), in the formats `alignbox export` writes and `alignbox import` reads back.
+//! download links (operators only), in the formats `alignbox export` writes and `alignbox import` reads back;
+//! `GET /api/data/annotators.jsonl`: the annotator table (gold accuracy, peer agreement, speed, weight).
 
 use app::ssr::ServerContext;
 use axum::{
@@ -21,7 +22,12 @@ pub async fn download(
     let text = match file.as_str() {
         "rankings.jsonl" => tokio::task::spawn_blocking(move || store.export_rankings()).await,
         "pairs.jsonl" => tokio::task::spawn_blocking(move || store.export_pairs()).await,
-        _ => return (StatusCode::NOT_FOUND, "rankings.jsonl or pairs.jsonl").into_response(),
+        "annotators.jsonl" => {
+            tokio::task::spawn_blocking(move || store.export_annotators(&Default::default())).await
+        }
+        _ => {
+            return (StatusCode::NOT_FOUND, "rankings.jsonl, pairs.jsonl or annotators.jsonl").into_response()
+        }
     };
     match text {
         Ok(Ok(text)) => (

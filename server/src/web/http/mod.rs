@@ -1,5 +1,5 @@
 //! HTTP endpoints outside leptos: the dashboard's event stream and downloads, the preference data's download,
-//! Prometheus metrics, and the OpenAI-compatible chat completions.
+//! Prometheus metrics, JSONL uploads from the operator page, and the OpenAI-compatible chat completions.
 
 pub mod admission;
 pub mod completions;
@@ -7,3 +7,4 @@ pub mod data;
 pub mod live;
 pub mod metrics;
 pub mod openai;
+pub mod upload;
