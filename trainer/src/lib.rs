@@ -20,6 +20,7 @@ pub mod model;
 pub mod optim;
 pub mod peft;
 pub mod ppo;
+pub mod qdecode;
 pub mod registry;
 pub mod rl;
 pub mod rm;

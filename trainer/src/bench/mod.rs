@@ -258,6 +258,63 @@ pub fn gen<B: Backend>(
         r.new_tokens_per_s = Some((w.batch * new_tokens) as f64 / r.median_s);
         results.push(r);
     }
+    if crate::qdecode::QuantLlama::supports(&model.config) {
+        results.extend(gen_q8(model, model_name, threads, w, &prompts));
+    }
+    results
+}
+
+/// The same workloads on the Q8 serving decoder ([`crate::qdecode`]): `gen_q8`, `gen_q8_prefill`, and single-stream
+/// decode `gen_q8_single` with `gen_single` (f32) beside it.
+fn gen_q8<B: Backend>(
+    model: &Llama<B>,
+    model_name: &str,
+    threads: usize,
+    w: &GenWorkload,
+    prompts: &[Vec<u32>],
+) -> Vec<BenchResult> {
+    let q = crate::qdecode::QuantLlama::from_model(model);
+    let device = model.embed_tokens.device();
+    let mut results = Vec::new();
+    let single = &prompts[..1];
+    let runs: [(&str, &[Vec<u32>], usize, bool); 4] = [
+        ("gen_q8", prompts, w.new_tokens, true),
+        ("gen_q8_prefill", prompts, 1, true),
+        ("gen_q8_single", single, w.new_tokens, true),
+        ("gen_single", single, w.new_tokens, false),
+    ];
+    for (bench, batch, new_tokens, quantised) in runs {
+        let cfg = GenerateConfig {
+            max_new_tokens: new_tokens,
+            sampling: SamplingConfig { temperature: 1.0, top_k: 0, top_p: 1.0 },
+            seed: w.seed,
+            stop_ids: Vec::new(),
+            pad_id: 0,
+        };
+        let mut times = Vec::new();
+        for i in 0..w.warmup + w.iters {
+            let t = Instant::now();
+            let out = if quantised {
+                crate::qdecode::generate::generate(&q, batch, &cfg, &mut |_, _| true)
+            } else {
+                generate(model, batch, &cfg, &device)
+            };
+            let dt = t.elapsed().as_secs_f64();
+            assert!(out.tokens.iter().all(|t| t.len() == new_tokens));
+            if i >= w.warmup {
+                times.push(dt);
+            }
+        }
+        let mut r = BenchResult::timed(
+            bench.into(),
+            model_name,
+            threads,
+            times,
+            [batch.len(), w.prompt_len, new_tokens],
+        );
+        r.new_tokens_per_s = Some((batch.len() * new_tokens) as f64 / r.median_s);
+        results.push(r);
+    }
     results
 }
 

@@ -60,6 +60,57 @@ where
     }
 }
 
+/// The Q8 CPU decoder ([`crate::qdecode`]) behind the same trait.
+struct Quantized(crate::qdecode::QuantLlama);
+
+impl Sampler for Quantized {
+    fn config(&self) -> &LlamaConfig {
+        &self.0.config
+    }
+
+    fn generate(
+        &self,
+        prompts: &[Vec<u32>],
+        cfg: &GenerateConfig,
+        on_token: &mut dyn FnMut(usize, u32) -> bool,
+    ) -> Generated {
+        crate::qdecode::generate::generate(&self.0, prompts, cfg, on_token)
+    }
+
+    fn score(&self, ids: &[u32], top: usize) -> Vec<TokenScore> {
+        crate::qdecode::generate::score(&self.0, ids, top)
+    }
+}
+
+/// How a loaded policy holds its weights for sampling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Weights {
+    /// As trained, in f32 on the device (burn).
+    #[default]
+    F32,
+    /// Q8 blocks on the CPU ([`crate::qdecode`]): about 1.06 bytes a weight and int8 products.
+    Q8,
+}
+
+impl Weights {
+    /// Parses `f32` or `q8`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "f32" => Some(Self::F32),
+            "q8" => Some(Self::Q8),
+            _ => None,
+        }
+    }
+
+    /// `f32` or `q8`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Q8 => "q8",
+        }
+    }
+}
+
 /// A stored policy and its tokenizer, loaded on a device.
 pub struct LoadedPolicy {
     sampler: Box<dyn Sampler>,
@@ -67,15 +118,37 @@ pub struct LoadedPolicy {
     pub tokenizer: TextTokenizer,
     /// The device it computes on.
     pub device: Device,
+    /// How its weights are held.
+    pub weights: Weights,
 }
 
 impl LoadedPolicy {
     /// Loads policy `id` of `reg` onto `device`.
     pub fn load(reg: &Registry, id: &str, device: Device) -> Result<Self, RegistryError> {
+        Self::load_with(reg, id, device, Weights::F32)
+    }
+
+    /// Loads policy `id` of `reg` holding its weights as `weights`. Q8 computes on the CPU whatever `device` is
+    /// (and needs a policy without a P-Tuning prefix and with widths of whole Q8 blocks: others stay in f32).
+    pub fn load_with(
+        reg: &Registry,
+        id: &str,
+        device: Device,
+        weights: Weights,
+    ) -> Result<Self, RegistryError> {
+        if weights == Weights::Q8 {
+            let (model, tokenizer) = reg.load_policy::<crate::backend::Infer>(id, &Default::default())?;
+            let plain = model.layers.iter().all(|l| l.self_attn.prefix.is_none());
+            if plain && crate::qdecode::QuantLlama::supports(&model.config) {
+                let sampler: Box<dyn Sampler> =
+                    Box::new(Quantized(crate::qdecode::QuantLlama::from_model(&model)));
+                return Ok(Self { sampler, tokenizer, device: Device::Cpu, weights });
+            }
+        }
         crate::with_backend!(device, B, dev => {
             let (model, tokenizer) = reg.load_policy::<B>(id, dev)?;
             let sampler: Box<dyn Sampler> = Box::new(On::<B> { model, device: dev.to_owned() });
-            Ok(Self { sampler, tokenizer, device })
+            Ok(Self { sampler, tokenizer, device, weights: Weights::F32 })
         })
     }
 

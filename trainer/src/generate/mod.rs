@@ -12,7 +12,7 @@ use crate::{
     model::{Layout, Llama},
     rng::Rng,
 };
-pub use loaded::LoadedPolicy;
+pub use loaded::{LoadedPolicy, Weights};
 pub use sampling::SamplingConfig;
 
 /// What to generate and when to stop.

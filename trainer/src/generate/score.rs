@@ -22,7 +22,7 @@ pub struct TokenScore {
 }
 
 /// The `k` largest entries of `row` as (index, value), largest first (ties: the lower index first).
-fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
+pub(crate) fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
     let mut best: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
     for (i, &v) in row.iter().enumerate() {
         if best.len() == k && best.last().is_some_and(|&(_, w)| v <= w) {

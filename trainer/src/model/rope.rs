@@ -52,6 +52,18 @@ impl Rope {
         Self { inv_freq, head_dim: d }
     }
 
+    /// cos and sin of one position into `cos` and `sin` (`head_dim` each, the layout of [`Rope::tables`]).
+    pub fn angles_into(&self, position: usize, cos: &mut [f32], sin: &mut [f32]) {
+        let half = self.head_dim / 2;
+        for (i, f) in self.inv_freq.iter().enumerate() {
+            let (sn, cs) = (position as f32 * (*f as f32)).sin_cos();
+            cos[i] = cs;
+            cos[i + half] = cs;
+            sin[i] = sn;
+            sin[i + half] = sn;
+        }
+    }
+
     /// cos and sin tables for `positions[b][s]`, each `[batch, seq, 1, head_dim]`.
     pub fn tables<B: Backend>(
         &self,
