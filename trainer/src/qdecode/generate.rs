@@ -43,11 +43,11 @@ pub fn generate(
     for step in 0..cfg.max_new_tokens {
         let mut go_on = true;
         let mut next: Vec<(usize, u32)> = Vec::new();
-        for i in 0..b {
+        for (i, row) in logits.iter().enumerate() {
             if out.finished[i] {
                 continue;
             }
-            let (tok, lp) = sampling::sample(&logits[i], &cfg.sampling, &mut rng);
+            let (tok, lp) = sampling::sample(row, &cfg.sampling, &mut rng);
             out.tokens[i].push(tok);
             out.logprobs[i].push(lp);
             if cfg.stop_ids.contains(&tok) {

@@ -136,9 +136,9 @@ fn rotate(x: &mut [f32], d: usize, cos: &[f32], sin: &[f32]) {
 impl QuantLlama {
     /// Whether a configuration's widths fit Q8 blocks (model, MLP and attention widths multiples of 32).
     pub fn supports(c: &LlamaConfig) -> bool {
-        c.hidden_size % BLOCK == 0
-            && c.intermediate_size % BLOCK == 0
-            && (c.num_heads * c.head_dim) % BLOCK == 0
+        c.hidden_size.is_multiple_of(BLOCK)
+            && c.intermediate_size.is_multiple_of(BLOCK)
+            && (c.num_heads * c.head_dim).is_multiple_of(BLOCK)
     }
 
     /// Quantises a loaded model (its weights are read to the host once; adapters are folded in).

@@ -45,7 +45,7 @@ fn quantize_block(x: &[f32], out: &mut [i8]) -> f32 {
 
 /// Rows of `x` (`[n, cols]`, row-major) quantised: (codes, scales).
 pub fn quantize_rows(x: &[f32], cols: usize, quants: &mut Vec<i8>, scales: &mut Vec<f32>) {
-    assert_eq!(cols % BLOCK, 0, "Q8 rows need a multiple of {BLOCK} values");
+    assert!(cols.is_multiple_of(BLOCK), "Q8 rows need a multiple of {BLOCK} values");
     quants.resize(x.len(), 0);
     scales.resize(x.len() / BLOCK, 0.0);
     for ((xb, qb), s) in x.chunks_exact(BLOCK).zip(quants.chunks_exact_mut(BLOCK)).zip(scales.iter_mut()) {
