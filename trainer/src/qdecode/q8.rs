@@ -100,9 +100,7 @@ impl Q8Matrix {
         let nb = cols / BLOCK;
         // Rows per task: enough work to amortise scheduling, enough tasks to balance.
         let chunk = (rows / (8 * rayon::current_num_threads()).max(1)).clamp(16, 512);
-        let mut out_t = vec![0f32; rows * n]; // [rows, n]: each task writes its own rows
-        out_t.par_chunks_mut(chunk * n).enumerate().for_each(|(c, out)| {
-            let r0 = c * chunk;
+        let row_dots = |r0: usize, out: &mut [f32]| {
             for (i, o) in out.chunks_exact_mut(n).enumerate() {
                 let r = r0 + i;
                 let wq = &self.quants[r * cols..(r + 1) * cols];
@@ -111,7 +109,14 @@ impl Q8Matrix {
                     *ot = dot(wq, ws, &xq[t * cols..(t + 1) * cols], &xs[t * nb..(t + 1) * nb]);
                 }
             }
-        });
+        };
+        if n == 1 {
+            // A decode step: `[1, rows]` is also `[rows, 1]`, so tasks write the output directly.
+            y.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| row_dots(c * chunk, out));
+            return;
+        }
+        let mut out_t = vec![0f32; rows * n]; // [rows, n]: each task writes its own rows
+        out_t.par_chunks_mut(chunk * n).enumerate().for_each(|(c, out)| row_dots(c * chunk, out));
         for r in 0..rows {
             for t in 0..n {
                 y[t * rows + r] = out_t[r * n + t];
