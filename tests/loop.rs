@@ -287,9 +287,12 @@ fn the_whole_loop(device: &str) {
     assert_eq!(op.get("/api/exports/release-1/..%2F..%2Fstore%2Fdb").0, 404);
     let (status, rankings) = op.get("/api/exports/release-1/data/rankings.jsonl");
     assert_eq!(status, 200);
+    // Every ranking the annotators had acknowledged: the 16 items, the A/B judgements of every round that ran,
+    // and the fresh item.
+    let acknowledged = 16 + ab_judged + fresh.len();
     assert_eq!(
         String::from_utf8(rankings).unwrap().lines().count(),
-        19,
+        acknowledged,
         "every acknowledged ranking is exported"
     );
 

@@ -111,9 +111,17 @@ fn serve_registers_the_default_model_and_generate_answers_paris() {
     assert_eq!(status["policy"], "smollm2-135m-instruct.q4_1", "{status}");
     let (ok, _) = server.terminate();
     assert!(ok);
-    let (ok, out, err) = run(&["generate", "-p", "What is the capital of France?", "--greedy"], data.path());
-    assert!(ok, "{err}");
-    assert!(out.contains("Paris"), "{out}");
+    for weights in ["auto", "q8", "f32"] {
+        let args =
+            ["generate", "-p", "What is the capital of France?", "--greedy", "--weights", weights, "--json"];
+        let (ok, out, err) = run(&args, data.path());
+        assert!(ok, "{err}");
+        let line: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+        assert!(line["text"].as_str().unwrap().contains("Paris"), "{weights}: {out}");
+        // The CPU samples with Q8 weights unless asked for f32 (`q8` is Q8 on any device).
+        let q8 = weights == "q8" || (weights == "auto" && line["device"] == "cpu");
+        assert_eq!(line["weights"], if q8 { "q8" } else { "f32" }, "{out}");
+    }
 }
 
 /// Whether a Vulkan device exists (lavapipe in CI, which sets `ALIGNBOX_REQUIRE_VULKAN` to make its absence a
@@ -145,7 +153,17 @@ fn generate_on_vulkan_prints_the_cpus_text_and_healthz_names_the_device() {
     assert!(metrics.contains("alignbox_device_info{device=\"vulkan:0\""), "{metrics}");
     let (ok, _) = server.terminate();
     assert!(ok);
-    let prompt = ["generate", "-p", "What is the capital of France?", "--greedy", "--max-new-tokens", "12"];
+    // Both in f32 (on the CPU the default samples with Q8 weights).
+    let prompt = [
+        "generate",
+        "-p",
+        "What is the capital of France?",
+        "--greedy",
+        "--max-new-tokens",
+        "12",
+        "--weights",
+        "f32",
+    ];
     let (ok, cpu, err) = run(&[&prompt[..], &["--device", "cpu"]].concat(), data.path());
     assert!(ok, "{err}");
     let (ok, gpu, err) = run(&[&prompt[..], &["--device", "vulkan"]].concat(), data.path());

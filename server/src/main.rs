@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         eprintln!("error: {e:#}");
         return ExitCode::FAILURE;
     }
+    ops::select_weights(cli.weights);
     let result = match cli.command {
         cli::Command::Serve(args) => web::serve::run(args),
         cli::Command::Bench(cli::BenchCommand::Http(args)) => web::bench_http::run(args),

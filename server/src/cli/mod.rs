@@ -21,6 +21,13 @@ pub struct Cli {
     #[arg(long, global = true, env = "ALIGNBOX_DEVICE", default_value = "auto")]
     pub device: trainer::device::DeviceRequest,
 
+    /// How answers are sampled (`generate`, candidates for annotators, the OpenAI-compatible API): `auto` (Q8
+    /// weights with int8 products when the device is the CPU and the model's widths are whole Q8 blocks, else
+    /// f32), `f32` (the log-probabilities training computes), `q8` (Q8 on the CPU whatever the device). Training
+    /// and its rollouts always compute in f32.
+    #[arg(long, global = true, env = "ALIGNBOX_WEIGHTS", default_value = "auto")]
+    pub weights: trainer::generate::Weights,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -587,8 +594,9 @@ pub struct ServeArgs {
     #[arg(long, env = "ALIGNBOX_SITE_ROOT")]
     pub site_root: Option<PathBuf>,
 
-    /// API requests (`/v1/chat/completions`, `/v1/completions`) generating at once.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=256))]
+    /// API requests (`/v1/chat/completions`, `/v1/completions`) generating at once. With Q8 weights they
+    /// share one continuous-batching decode loop (each step one forward for all of them).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub api_concurrency: u64,
 
     /// API requests that may wait for a generation slot; beyond that they are refused with 429 and Retry-After.

@@ -1,6 +1,8 @@
 //! A policy loaded for answering prompts with K candidates (the answers annotators rank), kept loaded
 //! between jobs and reloaded when another version is asked for.
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use store::{Batch, Candidate, Prompt, Store};
 use trainer::{
@@ -25,7 +27,7 @@ pub struct SampleConfig {
 /// A policy loaded for answering on the process's device, reloaded when another version is asked for.
 #[derive(Default)]
 pub struct Answerer {
-    loaded: Option<(String, LoadedPolicy)>,
+    loaded: Option<(String, Arc<LoadedPolicy>)>,
 }
 
 impl Answerer {
@@ -35,9 +37,7 @@ impl Answerer {
             return Ok(());
         }
         self.loaded = None;
-        let device = super::compute_device::current();
-        let loaded = LoadedPolicy::load(reg, policy, device)?;
-        tracing::info!(%policy, %device, "policy loaded for candidates");
+        let loaded = super::policy_cache::policy(reg, policy)?;
         self.loaded = Some((policy.to_string(), loaded));
         Ok(())
     }

@@ -1,12 +1,26 @@
 //! The process's compute device: chosen once at start from `--device` / `ALIGNBOX_DEVICE` (resolved to a device
-//! that exists), then read by every operation that computes.
+//! that exists), then read by every operation that computes; and how answers are sampled (`--weights`).
 
 use std::sync::OnceLock;
 
-use trainer::device::{Device, DeviceRequest};
+use trainer::{
+    device::{Device, DeviceRequest},
+    generate::Weights,
+};
 use types::views::DeviceView;
 
 static DEVICE: OnceLock<Device> = OnceLock::new();
+static WEIGHTS: OnceLock<Weights> = OnceLock::new();
+
+/// Makes `weights` how the process samples answers (the first call wins).
+pub fn select_weights(weights: Weights) {
+    WEIGHTS.get_or_init(|| weights);
+}
+
+/// How the process samples answers (`auto` until [`select_weights`] ran).
+pub fn weights() -> Weights {
+    WEIGHTS.get().copied().unwrap_or_default()
+}
 
 /// Resolves `request` and makes it the process's device (the first call wins). Fails when the request names a
 /// device that does not exist.

@@ -1,9 +1,9 @@
-//! `alignbox generate`: one prompt through a stored policy, on the process's device.
+//! `alignbox generate`: one prompt through a stored policy, on the process's device, with the weights the
+//! process samples with (`--weights`: what candidates and the API use).
 
 use anyhow::{bail, Context};
 use trainer::{
-    burn::tensor::backend::Backend,
-    generate::{generate, GenerateConfig, SamplingConfig},
+    generate::{GenerateConfig, LoadedPolicy, SamplingConfig},
     registry::Registry,
 };
 
@@ -11,11 +11,6 @@ use crate::cli::GenerateArgs;
 
 /// Runs the command.
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
-    trainer::with_backend!(super::compute_device::current(), B, dev => run_on::<B>(&args, dev))
-}
-
-/// [`run`] on backend `B`.
-fn run_on<B: Backend>(args: &GenerateArgs, device: &B::Device) -> anyhow::Result<()> {
     let reg = Registry::new(&args.data.data_dir);
     let id = match args.model.clone().or(reg.default_id()?) {
         Some(id) => id,
@@ -24,7 +19,13 @@ fn run_on<B: Backend>(args: &GenerateArgs, device: &B::Device) -> anyhow::Result
             args.data.data_dir.display()
         ),
     };
-    let (model, tok) = reg.load_policy::<B>(&id, device)?;
+    let model = LoadedPolicy::load_with(
+        &reg,
+        &id,
+        super::compute_device::current(),
+        super::compute_device::weights(),
+    )?;
+    let tok = &model.tokenizer;
     let prompt = if args.raw { tok.encode(&args.prompt, true)? } else { tok.chat_prompt(&args.prompt)? };
     if prompt.is_empty() {
         bail!("the prompt encodes to no tokens");
@@ -34,17 +35,18 @@ fn run_on<B: Backend>(args: &GenerateArgs, device: &B::Device) -> anyhow::Result
         max_new_tokens: args.max_new_tokens,
         sampling: SamplingConfig { temperature, top_k: args.top_k, top_p: args.top_p },
         seed: args.seed,
-        stop_ids: model.config.eos_token_ids.clone(),
-        pad_id: tok.pad_id(&model.config.eos_token_ids),
+        stop_ids: model.stop_ids().to_vec(),
+        pad_id: tok.pad_id(model.stop_ids()),
     };
     let prompts = vec![prompt; args.num.max(1)];
-    let out = generate(&model, &prompts, &cfg, device);
+    let out = model.generate(&prompts, &cfg);
     for (i, prompt_ids) in prompts.iter().enumerate() {
         let text = tok.decode(&out.tokens[i], true).context("decoding")?;
         if args.json {
             let line = serde_json::json!({
                 "model": id, "text": text, "prompt_ids": prompt_ids, "tokens": out.tokens[i], "logprobs": out.logprobs[i],
-                "finished": out.finished[i], "seed": args.seed, "device": super::compute_device::current().to_string(),
+                "finished": out.finished[i], "seed": args.seed, "device": model.device.to_string(),
+                "weights": model.weights.as_str(),
             });
             println!("{line}");
         } else {

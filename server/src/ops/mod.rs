@@ -18,6 +18,7 @@ mod evaluate;
 mod generate;
 mod import;
 mod models;
+mod policy_cache;
 mod probe;
 mod progress;
 mod train;
@@ -27,9 +28,11 @@ mod users;
 pub use answerer::{Answerer, SampleConfig};
 pub use command::{check, estimate_line, JobCommand};
 pub use compute_device::{
-    backend_name as device_backend, current as device, select as select_device, view as device_view,
+    backend_name as device_backend, current as device, select as select_device, select_weights,
+    view as device_view,
 };
 pub use env::{Cancelled, Env, Report};
+pub use policy_cache::{decode_stats, policy as shared_policy};
 use types::JobResult;
 pub use users::ensure_admin;
 

@@ -30,6 +30,11 @@ trait Sampler: Send + Sync {
 
     /// [`score`] on the model's device.
     fn score(&self, ids: &[u32], top: usize) -> Vec<TokenScore>;
+
+    /// The counters of the model's continuous-batching loop, where it has one.
+    fn batch_stats(&self) -> Option<&crate::qdecode::batcher::BatchStats> {
+        None
+    }
 }
 
 /// A model and the device its tensors are on.
@@ -60,12 +65,13 @@ where
     }
 }
 
-/// The Q8 CPU decoder ([`crate::qdecode`]) behind the same trait.
-struct Quantized(crate::qdecode::QuantLlama);
+/// The Q8 CPU decoder ([`crate::qdecode`]) behind the same trait: every caller's generation joins the model's
+/// one continuous-batching loop.
+struct Quantized(crate::qdecode::batcher::Batcher);
 
 impl Sampler for Quantized {
     fn config(&self) -> &LlamaConfig {
-        &self.0.config
+        &self.0.model.config
     }
 
     fn generate(
@@ -74,40 +80,63 @@ impl Sampler for Quantized {
         cfg: &GenerateConfig,
         on_token: &mut dyn FnMut(usize, u32) -> bool,
     ) -> Generated {
-        crate::qdecode::generate::generate(&self.0, prompts, cfg, on_token)
+        self.0.generate(prompts, cfg, on_token)
     }
 
     fn score(&self, ids: &[u32], top: usize) -> Vec<TokenScore> {
-        crate::qdecode::generate::score(&self.0, ids, top)
+        crate::qdecode::generate::score(&self.0.model, ids, top)
+    }
+
+    fn batch_stats(&self) -> Option<&crate::qdecode::batcher::BatchStats> {
+        Some(&self.0.stats)
     }
 }
 
 /// How a loaded policy holds its weights for sampling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Weights {
-    /// As trained, in f32 on the device (burn).
+    /// Q8 when the device is the CPU and the model fits Q8 blocks, f32 otherwise.
     #[default]
+    Auto,
+    /// As trained, in f32 on the device (burn): the log-probabilities training computes.
     F32,
-    /// Q8 blocks on the CPU ([`crate::qdecode`]): about 1.06 bytes a weight and int8 products.
+    /// 8-bit blocks on the CPU ([`crate::qdecode`]) whatever the device: 1.25 bytes a weight, widened to f32
+    /// in registers. Models that do not fit Q8 blocks stay in f32.
     Q8,
 }
 
 impl Weights {
-    /// Parses `f32` or `q8`.
+    /// Parses `auto`, `f32` or `q8`.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
+            "auto" => Some(Self::Auto),
             "f32" => Some(Self::F32),
             "q8" => Some(Self::Q8),
             _ => None,
         }
     }
 
-    /// `f32` or `q8`.
+    /// `auto`, `f32` or `q8`.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Auto => "auto",
             Self::F32 => "f32",
             Self::Q8 => "q8",
         }
+    }
+}
+
+impl std::str::FromStr for Weights {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::parse(s).ok_or_else(|| format!("weights are auto, f32 or q8, not {s:?}"))
+    }
+}
+
+impl std::fmt::Display for Weights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -118,7 +147,7 @@ pub struct LoadedPolicy {
     pub tokenizer: TextTokenizer,
     /// The device it computes on.
     pub device: Device,
-    /// How its weights are held.
+    /// How its weights are held (`F32` or `Q8`, never `Auto`).
     pub weights: Weights,
 }
 
@@ -129,20 +158,29 @@ impl LoadedPolicy {
     }
 
     /// Loads policy `id` of `reg` holding its weights as `weights`. Q8 computes on the CPU whatever `device` is
-    /// (and needs a policy without a P-Tuning prefix and with widths of whole Q8 blocks: others stay in f32).
+    /// (and needs a policy without a P-Tuning prefix and with widths of whole Q8 blocks: others stay in f32);
+    /// `Auto` is Q8 when `device` is the CPU.
     pub fn load_with(
         reg: &Registry,
         id: &str,
         device: Device,
         weights: Weights,
     ) -> Result<Self, RegistryError> {
-        if weights == Weights::Q8 {
+        let q8 = match weights {
+            Weights::Auto => device == Device::Cpu,
+            Weights::F32 => false,
+            Weights::Q8 => true,
+        };
+        if q8 {
             let (model, tokenizer) = reg.load_policy::<crate::backend::Infer>(id, &Default::default())?;
             let plain = model.layers.iter().all(|l| l.self_attn.prefix.is_none());
             if plain && crate::qdecode::QuantLlama::supports(&model.config) {
+                let q = crate::qdecode::QuantLlama::from_model(&model);
+                drop(model); // the f32 copy goes before the loop starts
+                crate::alloc::release_free_memory();
                 let sampler: Box<dyn Sampler> =
-                    Box::new(Quantized(crate::qdecode::QuantLlama::from_model(&model)));
-                return Ok(Self { sampler, tokenizer, device: Device::Cpu, weights });
+                    Box::new(Quantized(crate::qdecode::batcher::Batcher::start(q)));
+                return Ok(Self { sampler, tokenizer, device: Device::Cpu, weights: Weights::Q8 });
             }
         }
         crate::with_backend!(device, B, dev => {
@@ -155,6 +193,11 @@ impl LoadedPolicy {
     /// The model's configuration.
     pub fn config(&self) -> &LlamaConfig {
         self.sampler.config()
+    }
+
+    /// The counters of the continuous-batching loop (Q8 weights), else `None`.
+    pub fn batch_stats(&self) -> Option<&crate::qdecode::batcher::BatchStats> {
+        self.sampler.batch_stats()
     }
 
     /// The ids that end an answer.

@@ -36,9 +36,19 @@ pub fn generate(
         return out;
     }
     assert!(prompts.iter().all(|p| !p.is_empty()), "every prompt needs at least one token");
-    let mut caches: Vec<SeqCache> = prompts.iter().map(|_| model.new_cache()).collect();
-    let mut logits: Vec<Vec<f32>> =
-        prompts.iter().zip(caches.iter_mut()).map(|(p, c)| prefill(model, p, c)).collect();
+    // A prompt asked for again (K candidates of one prompt) copies the first one's cache instead of a prefill.
+    let mut caches: Vec<SeqCache> = Vec::with_capacity(b);
+    let mut logits: Vec<Vec<f32>> = Vec::with_capacity(b);
+    for (i, p) in prompts.iter().enumerate() {
+        if let Some(j) = prompts[..i].iter().position(|q| q == p) {
+            caches.push(caches[j].clone());
+            logits.push(logits[j].clone());
+        } else {
+            let mut cache = model.new_cache();
+            logits.push(prefill(model, p, &mut cache));
+            caches.push(cache);
+        }
+    }
     let mut rng = Rng::new(cfg.seed);
     for step in 0..cfg.max_new_tokens {
         let mut go_on = true;

@@ -1,16 +1,16 @@
 //! A llama-family decoder for serving on the CPU with Q8 weights: every projection (and the embedding, which is
-//! also the tied output head) is held as [`Q8Matrix`] — about 1.06 bytes per weight instead of 4 — and the
+//! also the tied output head) is held as [`Q8Matrix`] — 1.25 bytes per weight instead of 4 — and the
 //! forward runs on plain host vectors with rayon, outside burn. One forward takes any number of sequences, each
 //! with its own KV cache and its own run of new tokens: a prompt's prefill (many tokens, each weight row read
 //! once for all of them) and a decode step of a batch (one token per sequence) are the same call.
 //!
-//! The norms, rotary embedding, attention and SwiGLU are computed in f32 as in [`crate::model::Llama`]; only the
-//! products are quantised (weights once, activations per row).
+//! The norms, rotary embedding, attention, SwiGLU and the activations are f32 as in [`crate::model::Llama`]; only
+//! the weights are quantised (once, when the model is loaded).
 
 use burn::tensor::backend::Backend;
 use rayon::prelude::*;
 
-use super::q8::{quantize_rows, Q8Matrix, BLOCK};
+use super::q8::{Q8Matrix, BLOCK};
 use crate::model::{linear::Linear, rope::Rope, Llama, LlamaConfig};
 
 /// A projection: Q8 weight `[d_out, d_in]` and an optional f32 bias.
@@ -35,10 +35,15 @@ impl QLinear {
         Self { w: Q8Matrix::from_in_out(&host(w), d_in, d_out), bias: l.bias.as_ref().map(|b| host(b.val())) }
     }
 
-    /// `y[n, d_out] = x · Wᵀ + b` for `n` rows quantised in `q`.
-    fn forward(&self, q: &Quantized, y: &mut Vec<f32>) {
-        y.resize(q.n * self.w.rows, 0.0);
-        self.w.matmul(&q.codes, &q.scales, q.n, y);
+    /// `y[n, d_out] = x[n, d_in] · Wᵀ + b`; `dense`: through the f32 matrix product (prefills).
+    fn forward(&self, x: &[f32], dense: bool, y: &mut Vec<f32>) {
+        let n = x.len() / self.w.cols;
+        y.resize(n * self.w.rows, 0.0);
+        if dense {
+            self.w.matmul_dense(x, n, y);
+        } else {
+            self.w.matmul(x, n, y);
+        }
         if let Some(b) = &self.bias {
             for row in y.chunks_exact_mut(self.w.rows) {
                 for (v, bb) in row.iter_mut().zip(b) {
@@ -46,22 +51,6 @@ impl QLinear {
                 }
             }
         }
-    }
-}
-
-/// Rows of activations quantised for the products.
-#[derive(Default)]
-struct Quantized {
-    codes: Vec<i8>,
-    scales: Vec<f32>,
-    n: usize,
-}
-
-impl Quantized {
-    fn of(&mut self, x: &[f32], cols: usize) -> &Self {
-        quantize_rows(x, cols, &mut self.codes, &mut self.scales);
-        self.n = x.len() / cols;
-        self
     }
 }
 
@@ -91,6 +80,9 @@ pub struct QuantLlama {
     lm_head: Option<Q8Matrix>,
     rope: Rope,
 }
+
+/// Rows from which a forward of prompt blocks goes through the f32 matrix product.
+pub const DENSE_ROWS: usize = 8;
 
 /// One sequence's keys and values: per layer `[positions, kv_heads · head_dim]`, row-major.
 #[derive(Clone, Debug, Default)]
@@ -205,6 +197,10 @@ impl QuantLlama {
             rows.extend((0..s.tokens.len()).map(|j| (i, s.cache.len + j)));
         }
         let n = rows.len();
+        // A forward of prompt blocks only (no decode step in it) of at least DENSE_ROWS rows multiplies through
+        // the f32 matrix product; decode steps go through the 8-bit kernels, whose result for a row does not
+        // depend on the other rows, so a sequence decodes the same alone and in any batch.
+        let dense = n >= DENSE_ROWS && steps.iter().all(|s| s.tokens.len() > 1);
         let mut x = vec![0f32; n * d];
         let ids: Vec<u32> = steps.iter().flat_map(|s| s.tokens.iter().copied()).collect();
         for (row, &id) in x.chunks_exact_mut(d).zip(&ids) {
@@ -214,15 +210,14 @@ impl QuantLlama {
         for ((cos, sin), &(_, pos)) in tables.iter_mut().zip(&rows) {
             self.rope.angles_into(pos, cos, sin);
         }
-        let (mut normed, mut qa, mut q, mut k, mut v, mut attn, mut o) =
-            (Vec::new(), Quantized::default(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut normed, mut q, mut k, mut v, mut attn, mut o) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut gate, mut up) = (Vec::new(), Vec::new());
         for (li, layer) in self.layers.iter().enumerate() {
             rms_norm(&x, &layer.input_norm, eps, &mut normed);
-            let qn = qa.of(&normed, d);
-            layer.q.forward(qn, &mut q);
-            layer.k.forward(qn, &mut k);
-            layer.v.forward(qn, &mut v);
+            layer.q.forward(&normed, dense, &mut q);
+            layer.k.forward(&normed, dense, &mut k);
+            layer.v.forward(&normed, dense, &mut v);
             for (r, (cos, sin)) in tables.iter().enumerate() {
                 rotate(&mut q[r * h * hd..(r + 1) * h * hd], hd, cos, sin);
                 rotate(&mut k[r * kvh * hd..(r + 1) * kvh * hd], hd, cos, sin);
@@ -236,20 +231,17 @@ impl QuantLlama {
             let caches: Vec<(&[f32], &[f32])> =
                 steps.iter().map(|s| (s.cache.k[li].as_slice(), s.cache.v[li].as_slice())).collect();
             attention(&q, &caches, &rows, (h, kvh, hd), &mut attn);
-            let an = qa.of(&attn, h * hd);
-            layer.o.forward(an, &mut o);
+            layer.o.forward(&attn, dense, &mut o);
             for (a, b) in x.iter_mut().zip(&o) {
                 *a += b;
             }
             rms_norm(&x, &layer.post_norm, eps, &mut normed);
-            let mn = qa.of(&normed, d);
-            layer.gate.forward(mn, &mut gate);
-            layer.up.forward(mn, &mut up);
+            layer.gate.forward(&normed, dense, &mut gate);
+            layer.up.forward(&normed, dense, &mut up);
             for (g, u) in gate.iter_mut().zip(&up) {
                 *g = *g / (1.0 + (-*g).exp()) * u;
             }
-            let gn = qa.of(&gate, c.intermediate_size);
-            layer.down.forward(gn, &mut o);
+            layer.down.forward(&gate, dense, &mut o);
             for (a, b) in x.iter_mut().zip(&o) {
                 *a += b;
             }
@@ -269,9 +261,12 @@ impl QuantLlama {
         }
         rms_norm(&last, &self.norm, eps, &mut normed);
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
-        let hn = qa.of(&normed, d);
         let mut logits = vec![0f32; picked.len() * c.vocab_size];
-        head.matmul(&hn.codes, &hn.scales, hn.n, &mut logits);
+        if dense && picked.len() >= DENSE_ROWS {
+            head.matmul_dense(&normed, picked.len(), &mut logits);
+        } else {
+            head.matmul(&normed, picked.len(), &mut logits);
+        }
         logits.chunks_exact(c.vocab_size).map(<[f32]>::to_vec).collect()
     }
 }

@@ -39,7 +39,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { concurrent: 2, queue: 32, per_key: 8, timeout: Duration::from_secs(300) }
+        Self { concurrent: 16, queue: 32, per_key: 8, timeout: Duration::from_secs(300) }
     }
 }
 

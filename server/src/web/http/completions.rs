@@ -220,7 +220,13 @@ fn answer(loaded: &Loaded, ids: &[u32], c: &Checked, job: &Job, max_new: usize) 
             stop_ids: loaded.stop_ids().to_vec(),
             pad_id: tok.pad_id(loaded.stop_ids()),
         };
-        loaded.generate_with(&vec![ids.to_vec(); c.n], &cfg, &mut |_, _| !stopper.stop())
+        let mut first = Some(std::time::Instant::now());
+        loaded.generate_with(&vec![ids.to_vec(); c.n], &cfg, &mut |_, _| {
+            if let Some(t) = first.take() {
+                super::metrics::first_token(t);
+            }
+            !stopper.stop()
+        })
     };
     let mut completion_tokens = 0;
     let choices = (0..c.n)

@@ -24,6 +24,16 @@ pub static COMPLETION_TOKENS: AtomicU64 = AtomicU64::new(0);
 pub static API_IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
 /// API requests refused by admission (429 or 503).
 pub static API_REFUSED: AtomicU64 = AtomicU64::new(0);
+/// API answers that produced a first token, and the microseconds from their generation slot to it, summed.
+pub static FIRST_TOKENS: AtomicU64 = AtomicU64::new(0);
+/// See [`FIRST_TOKENS`].
+pub static FIRST_TOKEN_MICROS: AtomicU64 = AtomicU64::new(0);
+
+/// Records a time to first token.
+pub fn first_token(since: std::time::Instant) {
+    FIRST_TOKENS.fetch_add(1, Ordering::Relaxed);
+    FIRST_TOKEN_MICROS.fetch_add(since.elapsed().as_micros() as u64, Ordering::Relaxed);
+}
 
 /// Middleware counting every request.
 pub async fn count(req: Request, next: Next) -> Response {
@@ -94,7 +104,44 @@ pub fn render(ctx: &ServerContext) -> String {
         "API requests refused because the server or the key was busy (429) or no slot came in time (503).",
         vec![(String::new(), API_REFUSED.load(Ordering::Relaxed) as f64)],
     );
+    decode_metrics(&mut o);
     o.0
+}
+
+/// Time to first token and the continuous-batching decode loops.
+fn decode_metrics(o: &mut Text) {
+    let micros = FIRST_TOKEN_MICROS.load(Ordering::Relaxed) as f64;
+    o.metric(
+        "alignbox_api_time_to_first_token_seconds",
+        "summary",
+        "Seconds from an API request getting its generation slot to its first token.",
+        vec![("_sum".into(), micros / 1e6), ("_count".into(), FIRST_TOKENS.load(Ordering::Relaxed) as f64)],
+    );
+    let (waiting, running, steps, tokens) = crate::ops::decode_stats();
+    o.metric(
+        "alignbox_decode_queue_depth",
+        "gauge",
+        "Requests whose prompts the decode loops are still prefilling.",
+        vec![(String::new(), waiting as f64)],
+    );
+    o.metric(
+        "alignbox_decode_batch_size",
+        "gauge",
+        "Sequences in the decode loops' running batch.",
+        vec![(String::new(), running as f64)],
+    );
+    o.metric(
+        "alignbox_decode_steps_total",
+        "counter",
+        "Forwards the decode loops ran (each one token for every running sequence).",
+        vec![(String::new(), steps as f64)],
+    );
+    o.metric(
+        "alignbox_decode_tokens_total",
+        "counter",
+        "Tokens the decode loops sampled (the rate is tokens per second).",
+        vec![(String::new(), tokens as f64)],
+    );
 }
 
 fn device_metrics(o: &mut Text, d: &types::views::DeviceView) {

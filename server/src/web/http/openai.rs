@@ -59,9 +59,7 @@ impl Serving {
                 return Ok(m.clone());
             }
         }
-        let device = crate::ops::device();
-        let m = LoadedPolicy::load(reg, id, device).map_err(|e| e.to_string())?;
-        let m = Arc::new(m);
+        let m = crate::ops::shared_policy(reg, id).map_err(|e| e.to_string())?;
         *slot = Some((id.to_string(), m.clone()));
         Ok(m)
     }
@@ -331,7 +329,13 @@ impl Answer {
         let stopper: Stopper = ticket.stopper();
         let out = tokio::task::spawn_blocking(move || {
             let tok = &loaded.tokenizer;
-            let out = loaded.generate_with(&vec![ids; n], &cfg, &mut |_, _| !stopper.stop());
+            let mut first = Some(std::time::Instant::now());
+            let out = loaded.generate_with(&vec![ids; n], &cfg, &mut |_, _| {
+                if let Some(t) = first.take() {
+                    super::metrics::first_token(t);
+                }
+                !stopper.stop()
+            });
             let stops = loaded.stop_ids();
             let texts: Vec<String> = out
                 .tokens
@@ -381,7 +385,11 @@ impl Answer {
             let tok = &loaded.tokenizer;
             let stops = loaded.stop_ids().to_vec();
             let (mut tokens, mut sent) = (Vec::<u32>::new(), 0usize);
+            let mut first = Some(std::time::Instant::now());
             let out = loaded.generate_with(&[ids], &cfg, &mut |_, t| {
+                if let Some(t) = first.take() {
+                    super::metrics::first_token(t);
+                }
                 if stopper.stop() {
                     return false;
                 }
