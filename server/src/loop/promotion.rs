@@ -36,7 +36,8 @@ pub fn promote(store: &Store, reg: &Registry, version: &str, by: &str) -> Result
     Ok(())
 }
 
-/// Reverts the promotion that made the current policy current; returns the policy current afterwards.
+/// Reverts the promotion that made the current policy current and drops the loop's round in progress; returns
+/// the policy current afterwards.
 pub fn rollback(store: &Store, reg: &Registry, by: &str) -> Result<String, ControlError> {
     let current = reg
         .default_id()
@@ -62,10 +63,15 @@ pub fn rollback(store: &Store, reg: &Registry, by: &str) -> Result<String, Contr
         by: by.into(),
         action: PromotionAction::Rollback,
     };
+    // The round in progress (if any) was measured against the policy rolled back from: it is dropped, so that
+    // no promotion of it follows the operator's rollback. Its running job finishes unheard; the next round
+    // starts from the policy rolled back to.
     store
         .update_loop_state(|st: &mut LoopState| {
             st.promotions.push(p.clone());
-            super::decide(st, format!("{by} rolled back from {current} to {}", p.policy));
+            let dropped =
+                if st.pending.take().is_some() { "; the round in progress was dropped" } else { "" };
+            super::decide(st, format!("{by} rolled back from {current} to {}{dropped}", p.policy));
         })
         .map_err(internal)?;
     Ok(back)
