@@ -4,6 +4,7 @@ and the median and p90 time to first token, for 1 and N clients. Standard librar
 
   python3 bench/serve-clients.py --url http://127.0.0.1:PORT --key abx-... [--clients 16] [--tokens 64]
 
+One key serves every client: start the server with `--api-per-key` at least the client count (default 8).
 Each client sends the same number of requests (`--requests`), each a different prompt, greedy, `max_tokens`
 tokens (answers can stop early at EOS: the tokens counted are the ones streamed). Prints one JSON line per
 client count.
@@ -16,6 +17,7 @@ import json
 import statistics
 import threading
 import time
+import urllib.error
 import urllib.request
 
 PROMPTS = [
@@ -58,9 +60,16 @@ def run(url: str, key: str, clients: int, requests: int, tokens: int) -> dict:
     results: list[tuple[float, int, float]] = []
     lock = threading.Lock()
 
+    refused = []
+
     def client(c: int) -> None:
         for i in range(requests):
-            r = one(url, key, f"{PROMPTS[(c + i) % len(PROMPTS)]} (#{c}.{i})", tokens)
+            try:
+                r = one(url, key, f"{PROMPTS[(c + i) % len(PROMPTS)]} (#{c}.{i})", tokens)
+            except urllib.error.HTTPError as e:  # 429/503: admission refused it
+                with lock:
+                    refused.append(e.code)
+                continue
             with lock:
                 results.append(r)
 
@@ -77,6 +86,7 @@ def run(url: str, key: str, clients: int, requests: int, tokens: int) -> dict:
         "bench": "serve_clients",
         "clients": clients,
         "requests": len(results),
+        "refused": len(refused),
         "max_tokens": tokens,
         "wall_s": round(wall, 3),
         "streamed_chunks": chunks,
