@@ -9,7 +9,6 @@ use std::{
 
 use trainer::{
     generate::{LoadedPolicy, Weights},
-    qdecode::batcher::BatchStats,
     registry::{Registry, RegistryError},
 };
 
@@ -42,7 +41,7 @@ pub fn decode_stats() -> (usize, usize, u64, u64) {
     let cache = LOADED.lock().unwrap_or_else(|e| e.into_inner());
     let mut sum = (0, 0, 0, 0);
     for p in cache.iter().filter_map(|e| e.3.upgrade()) {
-        if let Some(s) = p.batch_stats().map(|s: &BatchStats| s) {
+        if let Some(s) = p.batch_stats() {
             sum.0 += s.waiting.load(Relaxed);
             sum.1 += s.running.load(Relaxed);
             sum.2 += s.steps.load(Relaxed);

@@ -236,27 +236,9 @@ pub fn gen<B: Backend>(
         (0..w.batch).map(|_| (0..w.prompt_len).map(|_| rng.range(3, vocab) as u32).collect()).collect();
     let mut results = Vec::new();
     for (bench, new_tokens) in [("gen", w.new_tokens), ("gen_prefill", 1)] {
-        let cfg = GenerateConfig {
-            max_new_tokens: new_tokens,
-            sampling: SamplingConfig { temperature: 1.0, top_k: 0, top_p: 1.0 },
-            seed: w.seed,
-            stop_ids: Vec::new(),
-            pad_id: 0,
-        };
-        let mut times = Vec::new();
-        for i in 0..w.warmup + w.iters {
-            let t = Instant::now();
-            let out = generate(model, &prompts, &cfg, device);
-            let dt = t.elapsed().as_secs_f64();
-            assert!(out.tokens.iter().all(|t| t.len() == new_tokens));
-            if i >= w.warmup {
-                times.push(dt);
-            }
-        }
-        let mut r =
-            BenchResult::timed(bench.into(), model_name, threads, times, [w.batch, w.prompt_len, new_tokens]);
-        r.new_tokens_per_s = Some((w.batch * new_tokens) as f64 / r.median_s);
-        results.push(r);
+        results.push(timed_gen(bench, model_name, threads, w, prompts.len(), new_tokens, |cfg| {
+            generate(model, &prompts, cfg, device)
+        }));
     }
     if crate::qdecode::QuantLlama::supports(&model.config) {
         results.extend(gen_q8(model, model_name, threads, w, &prompts));
@@ -284,38 +266,49 @@ fn gen_q8<B: Backend>(
         ("gen_single", single, w.new_tokens, false),
     ];
     for (bench, batch, new_tokens, quantised) in runs {
-        let cfg = GenerateConfig {
-            max_new_tokens: new_tokens,
-            sampling: SamplingConfig { temperature: 1.0, top_k: 0, top_p: 1.0 },
-            seed: w.seed,
-            stop_ids: Vec::new(),
-            pad_id: 0,
-        };
-        let mut times = Vec::new();
-        for i in 0..w.warmup + w.iters {
-            let t = Instant::now();
-            let out = if quantised {
-                crate::qdecode::generate::generate(&q, batch, &cfg, &mut |_, _| true)
+        results.push(timed_gen(bench, model_name, threads, w, batch.len(), new_tokens, |cfg| {
+            if quantised {
+                crate::qdecode::generate::generate(&q, batch, cfg, &mut |_, _| true)
             } else {
-                generate(model, batch, &cfg, &device)
-            };
-            let dt = t.elapsed().as_secs_f64();
-            assert!(out.tokens.iter().all(|t| t.len() == new_tokens));
-            if i >= w.warmup {
-                times.push(dt);
+                generate(model, batch, cfg, &device)
             }
-        }
-        let mut r = BenchResult::timed(
-            bench.into(),
-            model_name,
-            threads,
-            times,
-            [batch.len(), w.prompt_len, new_tokens],
-        );
-        r.new_tokens_per_s = Some((batch.len() * new_tokens) as f64 / r.median_s);
-        results.push(r);
+        }));
     }
     results
+}
+
+/// Times `run` (sampling `new_tokens` for each of `batch` prompts at temperature 1, EOS ignored): `w.warmup`
+/// untimed calls, then `w.iters` timed ones.
+fn timed_gen(
+    bench: &str,
+    model_name: &str,
+    threads: usize,
+    w: &GenWorkload,
+    batch: usize,
+    new_tokens: usize,
+    mut run: impl FnMut(&GenerateConfig) -> crate::generate::Generated,
+) -> BenchResult {
+    let cfg = GenerateConfig {
+        max_new_tokens: new_tokens,
+        sampling: SamplingConfig { temperature: 1.0, top_k: 0, top_p: 1.0 },
+        seed: w.seed,
+        stop_ids: Vec::new(),
+        pad_id: 0,
+    };
+    let mut times = Vec::new();
+    for i in 0..w.warmup + w.iters {
+        let t = Instant::now();
+        let out = run(&cfg);
+        let dt = t.elapsed().as_secs_f64();
+        assert!(out.tokens.iter().all(|t| t.len() == new_tokens));
+        if i >= w.warmup {
+            times.push(dt);
+        }
+    }
+    let mut r =
+        BenchResult::timed(bench.into(), model_name, threads, times, [batch, w.prompt_len, new_tokens]);
+    r.new_tokens_per_s = Some((batch * new_tokens) as f64 / r.median_s);
+    r
 }
 
 /// The `rm` workload: 8 pairs of 128-token sequences (prompt 64 + answer 64) per step, pairwise loss, AdamW

@@ -53,6 +53,13 @@ pub struct Generated {
     pub finished: Vec<bool>,
 }
 
+impl Generated {
+    /// `b` sequences with no tokens yet.
+    pub fn empty(b: usize) -> Self {
+        Self { tokens: vec![Vec::new(); b], logprobs: vec![Vec::new(); b], finished: vec![false; b] }
+    }
+}
+
 /// Generates continuations of `prompts` (token ids, any lengths ≥ 1).
 pub fn generate<B: Backend>(
     model: &Llama<B>,
@@ -73,8 +80,7 @@ pub fn generate_with<B: Backend>(
     on_token: &mut dyn FnMut(usize, u32) -> bool,
 ) -> Generated {
     let b = prompts.len();
-    let mut out =
-        Generated { tokens: vec![Vec::new(); b], logprobs: vec![Vec::new(); b], finished: vec![false; b] };
+    let mut out = Generated::empty(b);
     if b == 0 || cfg.max_new_tokens == 0 {
         return out;
     }

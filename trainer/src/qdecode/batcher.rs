@@ -85,11 +85,7 @@ impl Batcher {
         on_token: &mut dyn FnMut(usize, u32) -> bool,
     ) -> Generated {
         let b = prompts.len();
-        let mut out = Generated {
-            tokens: vec![Vec::new(); b],
-            logprobs: vec![Vec::new(); b],
-            finished: vec![false; b],
-        };
+        let mut out = Generated::empty(b);
         if b == 0 || cfg.max_new_tokens == 0 {
             return out;
         }
