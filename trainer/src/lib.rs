@@ -13,6 +13,7 @@ pub mod device;
 pub mod dpo;
 pub mod eval;
 pub mod generate;
+pub mod group_rl;
 pub mod io;
 pub mod kernels;
 pub mod memory;

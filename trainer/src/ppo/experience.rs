@@ -3,7 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::rl::gae::{gae, whiten};
+use crate::rl::{
+    gae::{gae, whiten},
+    length::{length_controlled, LengthControl},
+};
 
 /// Answers sampled from the actor for a batch of prompts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -77,6 +80,9 @@ pub struct RewardShaping {
     pub missing_eos_penalty: Option<f32>,
     /// Scores are clamped to ±this.
     pub score_clip: Option<f32>,
+    /// Length control of the scores (before the end-of-turn penalty and the clip).
+    #[serde(default)]
+    pub length: LengthControl,
     /// GAE discount.
     pub gamma: f32,
     /// GAE λ.
@@ -86,7 +92,7 @@ pub struct RewardShaping {
 }
 
 /// Per-token rewards and KL: r_t = −β·(old_t − ref_t) on valid tokens, plus the shaped score on each row's last
-/// valid token. Returns (rewards, kl, shaped scores).
+/// valid token (length-controlled, less the end-of-turn penalty, clipped). Returns (rewards, kl, shaped scores).
 pub fn token_rewards(
     scores: &[f32],
     old: &[Vec<f32>],
@@ -98,11 +104,13 @@ pub fn token_rewards(
     let mut rewards = Vec::with_capacity(scores.len());
     let mut kls = Vec::with_capacity(scores.len());
     let mut shaped = Vec::with_capacity(scores.len());
+    let lengths: Vec<usize> = mask.iter().map(|m| m.iter().filter(|&&x| x != 0.0).count()).collect();
+    let controlled = length_controlled(scores, &lengths, shaping.length);
     for i in 0..scores.len() {
         let kl: Vec<f32> =
             old[i].iter().zip(&reference[i]).zip(&mask[i]).map(|((o, r), m)| (o - r) * m).collect();
         let mut r: Vec<f32> = kl.iter().map(|k| -(shaping.beta as f32) * k).collect();
-        let mut score = scores[i];
+        let mut score = controlled[i];
         if !finished[i] {
             score -= shaping.missing_eos_penalty.unwrap_or(0.0);
         }
@@ -196,6 +204,7 @@ mod tests {
             beta,
             missing_eos_penalty: Some(1.0),
             score_clip: Some(5.0),
+            length: LengthControl::None,
             gamma: 1.0,
             lambda: 1.0,
             whiten_advantages: false,

@@ -87,6 +87,7 @@ impl Default for PpoConfig {
                 beta: 0.05,
                 missing_eos_penalty: None,
                 score_clip: None,
+                length: crate::rl::length::LengthControl::None,
                 gamma: 1.0,
                 lambda: 0.95,
                 whiten_advantages: true,
