@@ -1,6 +1,7 @@
 //! `alignbox train` and `eval` end to end on the real binary: rankings imported into a temp data dir, a reward
 //! model trained on a tiny HF model and stored with its lineage, a run killed with SIGKILL resuming from its
-//! checkpoint with the same loss curve, SFT on demonstrations lowering the held-out loss.
+//! checkpoint with the same loss curve, SFT on demonstrations lowering the held-out loss, GRPO and RLOO (no critic)
+//! resuming after SIGKILL with the same curve.
 
 mod support;
 
@@ -391,4 +392,146 @@ fn the_reward_model_learns_the_rule_and_sft_lowers_held_out_loss_through_the_cli
         data.path(),
     );
     assert!(ok, "{err}");
+}
+
+/// `train grpo` with the given extra words, named `name`, against `rm1`, `steps` iterations checkpointed every 2.
+fn grpo_args<'a>(name: &'a str, steps: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
+        "train",
+        "grpo",
+        "--reward",
+        "rm1",
+        "--name",
+        name,
+        "--lora",
+        "4",
+        "--k",
+        "4",
+        "--steps",
+        steps,
+        "--batch",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--max-new-tokens",
+        "6",
+        "--max-tokens",
+        "64",
+        "--temperature",
+        "1.0",
+        "--lr",
+        "1e-3",
+        "--progress",
+        "lines",
+    ];
+    a.extend_from_slice(extra);
+    a
+}
+
+#[test]
+fn critic_free_runs_train_from_the_cli_resume_after_sigkill_and_store_their_lineage() {
+    let a = seeded(40);
+    let rm = ["train", "rm", "--name", "rm1", "--steps", "10", "--batch", "4", "--max-tokens", "64"];
+    let (ok, _, err) = run(&rm, a.path());
+    assert!(ok, "{err}");
+    let b = tempfile::tempdir().unwrap();
+    copy_dir(a.path(), b.path());
+
+    // Uninterrupted GRPO: no critic in the memory estimate, one log line per iteration.
+    let (ok, out, err) = run(&grpo_args("g1", "60", &[]), a.path());
+    assert!(ok, "{err}");
+    assert!(err.contains("memory estimate (grpo, 2 prompts × 4 answers"), "{err}");
+    assert!(err.contains("critic none (PPO's would add"), "{err}");
+    let straight = losses(a.path(), "g1");
+    assert_eq!(straight.len(), 60);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["kind"], "policy");
+    for k in ["rm_win_rate", "kl", "train_kl", "length_corr"] {
+        assert!(v["metrics"][k].as_f64().is_some(), "{k}: {out}");
+    }
+    let log = std::fs::read_to_string(a.path().join("runs/g1/metrics.jsonl")).unwrap();
+    assert!(log.contains("group_std") && log.contains("flat_groups") && !log.contains("value_loss"), "{log}");
+
+    // The same run killed with SIGKILL after a checkpoint, then started again: the same curve.
+    let args = grpo_args("g1", "60", &[]);
+    let mut child = alignbox()
+        .args(&args)
+        .arg("--data-dir")
+        .arg(b.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while losses(b.path(), "g1").len() < 5 {
+        assert!(Instant::now() < deadline, "the run made no progress");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(losses(b.path(), "g1").len() < 60, "killed before the end");
+    let (ok, _, err) = run(&args, b.path());
+    assert!(ok, "{err}");
+    assert!(err.contains("resuming from the checkpoint at iteration"), "{err}");
+    let resumed = losses(b.path(), "g1");
+    assert_eq!(resumed.len(), 60);
+    for ((s1, l1), (s2, l2)) in straight.iter().zip(&resumed) {
+        assert_eq!((s1, *l1 as f32), (s2, *l2 as f32), "{straight:?} vs {resumed:?}");
+    }
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(b.path().join("models/g1/alignbox-model.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["parents"], serde_json::json!(["tiny", "rm1"]));
+    let lineage = &manifest["lineage"];
+    assert_eq!(lineage["stage"], "train grpo");
+    assert_eq!(lineage["config"]["method"], "grpo");
+    assert_eq!(lineage["config"]["group"]["kl_placement"], "loss");
+    assert_eq!(lineage["config"]["group"]["norm"], "sequence");
+
+    // Dr. GRPO and REINFORCE++ through the flags; RLOO with a length control.
+    let (ok, _, err) = run(&grpo_args("g2", "2", &["--advantage", "dr-grpo"]), a.path());
+    assert!(ok, "{err}");
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(a.path().join("models/g2/alignbox-model.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(m["lineage"]["config"]["method"], "dr_grpo");
+    assert_eq!(m["lineage"]["config"]["group"]["norm"], "constant");
+    let rloo = [
+        "train",
+        "rloo",
+        "--reward",
+        "rm1",
+        "--name",
+        "r1",
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--k",
+        "3",
+        "--max-new-tokens",
+        "6",
+        "--max-tokens",
+        "64",
+        "--length-regress",
+        "--advantage",
+        "reinforce-pp",
+    ];
+    let (ok, out, err) = run(&rloo, a.path());
+    assert!(ok, "{err}");
+    assert!(out.contains("\"kind\":\"policy\""), "{out}");
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(a.path().join("models/r1/alignbox-model.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(m["lineage"]["stage"], "train rloo");
+    assert_eq!(m["lineage"]["config"]["method"], "reinforce_pp");
+    assert_eq!(m["lineage"]["config"]["group"]["shaping"]["length"]["kind"], "regress");
+    assert_eq!(m["lineage"]["config"]["group"]["kl_placement"], "reward");
+    // A group of one answer has no baseline: refused before anything runs.
+    let (ok, _, err) = run(&["train", "rloo", "--reward", "rm1", "--k", "1"], a.path());
+    assert!(!ok && err.contains("--k 1"), "{err}");
 }

@@ -11,18 +11,29 @@ pub enum Method {
     Ppo,
     /// DPO on the stored rankings (`train dpo`).
     Dpo,
+    /// RLOO against the reward model, no critic (`train rloo --reward RM`).
+    Rloo,
+    /// GRPO against the reward model, no critic (`train grpo --reward RM`).
+    Grpo,
 }
 
 impl Method {
     /// Every method, in the order the dashboard lists them.
-    pub const ALL: [Method; 2] = [Method::Ppo, Method::Dpo];
+    pub const ALL: [Method; 4] = [Method::Ppo, Method::Dpo, Method::Rloo, Method::Grpo];
 
-    /// The lower-case name (`ppo`, `dpo`), as in `train <name>`.
+    /// The lower-case name (`ppo`, `dpo`, `rloo`, `grpo`), as in `train <name>`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Ppo => "ppo",
             Self::Dpo => "dpo",
+            Self::Rloo => "rloo",
+            Self::Grpo => "grpo",
         }
+    }
+
+    /// Whether it trains against the reward model (everything but DPO, which reads the rankings).
+    pub fn uses_reward_model(self) -> bool {
+        self != Self::Dpo
     }
 }
 
@@ -36,7 +47,10 @@ impl std::str::FromStr for Method {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| format!("method {s:?}: use ppo or dpo"))
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("method {s:?}: use ppo, dpo, rloo or grpo"))
     }
 }
 

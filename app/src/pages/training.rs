@@ -21,9 +21,11 @@ use types::{
 
 /// Job kinds an operator can start, with their default options (`{rm}`, `{policy}`: the accepted reward model
 /// and the current policy).
-const KINDS: [(&str, &str); 9] = [
+const KINDS: [(&str, &str); 11] = [
     ("train rm", "--steps 60 --batch 8 --lora 16"),
     ("train ppo", "--reward {rm} --steps 20 --batch 8 --lora 16 --kl-target 4"),
+    ("train rloo", "--reward {rm} --k 4 --steps 20 --batch 4 --lora 16 --kl-target 4"),
+    ("train grpo", "--reward {rm} --k 4 --steps 20 --batch 4 --lora 16 --kl-target 4"),
     ("train dpo", "--steps 40 --batch 8 --lora 16"),
     ("train sft", "--steps 60 --batch 8 --lora 16"),
     ("eval policy", "--model {policy} --reward {rm} --prompts 32"),
@@ -362,6 +364,7 @@ fn LoopPanel(
             <label>"Policy update "
                 <select id="set-method" prop:value=v.settings.method.name() on:change=move |ev| if let Ok(m) = event_target_value(&ev).parse() { s.update(|s| s.method = m) }>
                     <option value="ppo">"PPO"</option><option value="dpo">"DPO"</option>
+                    <option value="rloo">"RLOO (no critic)"</option><option value="grpo">"GRPO (no critic)"</option>
                 </select></label>
             <label>"Reward-model options " <input id="set-rm-options" prop:value=v.settings.rm_options.clone()
                 on:input=move |ev| s.update(|s| s.rm_options = event_target_value(&ev))/></label>

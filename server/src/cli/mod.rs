@@ -257,6 +257,130 @@ pub enum TrainCommand {
     Ppo(TrainPpoArgs),
     /// DPO on the stored rankings (every strict pair), reference log-probs computed once.
     Dpo(TrainDpoArgs),
+    /// RLOO against a stored reward model, no critic: --k answers per prompt, each answer's advantage its reward
+    /// minus the mean of the other answers to its prompt; the KL to the base subtracted from the reward (k1, β
+    /// 0.05). `--advantage reinforce-pp` centres on the group mean and whitens over the batch (REINFORCE++).
+    Rloo(TrainGroupArgs),
+    /// GRPO against a stored reward model, no critic: --k answers per prompt, advantages normalised within each
+    /// prompt's group; the KL to the base in the loss (k3, β 0.04), token losses averaged per answer.
+    /// `--advantage dr-grpo` drops the division by the group's std and averages by a constant (Dr. GRPO).
+    Grpo(TrainGroupArgs),
+}
+
+/// How a reward model's scores are corrected for answer length (PPO, RLOO, GRPO).
+#[derive(Debug, Args, Clone)]
+pub struct LengthArgs {
+    /// Subtract this many reward units per answer token from every score (negative: reward length).
+    #[arg(long, conflicts_with = "length_regress")]
+    pub length_penalty: Option<f32>,
+    /// Remove each batch's least-squares regression of score on answer length, so that length alone cannot
+    /// raise the reward.
+    #[arg(long)]
+    pub length_regress: bool,
+}
+
+/// The advantage a critic-free update computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AdvantageArg {
+    /// Reward minus the mean of the other answers to the prompt.
+    Rloo,
+    /// (Reward − group mean) / (group std + 1e-4).
+    Grpo,
+    /// Reward − group mean (no std), with the constant token norm unless --token-norm says otherwise.
+    DrGrpo,
+    /// Reward − group mean, whitened over the batch.
+    ReinforcePp,
+}
+
+/// A per-token KL estimator, from d = log π − log π_ref.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KlEstimatorArg {
+    /// d.
+    K1,
+    /// d² / 2.
+    K2,
+    /// e^{−d} − 1 + d.
+    K3,
+}
+
+/// Where the KL to the reference enters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KlInArg {
+    /// Subtracted from each answer's reward before the advantages.
+    Reward,
+    /// Added to the loss per token.
+    Loss,
+}
+
+/// How token losses are averaged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TokenNormArg {
+    /// Per answer, then over answers.
+    Sequence,
+    /// Over all valid tokens.
+    Token,
+    /// Sum over tokens / (answers × --max-new-tokens).
+    Constant,
+}
+
+/// Options of `alignbox train rloo` and `alignbox train grpo` (defaults in brackets are the command's).
+#[derive(Debug, Args, Clone)]
+pub struct TrainGroupArgs {
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// The reward-model version that scores the answers.
+    #[arg(long)]
+    pub reward: String,
+    /// Answers sampled per prompt (the group; --batch prompts per iteration each get this many).
+    #[arg(long, default_value_t = 4)]
+    pub k: usize,
+    /// The advantage [the command's own: rloo, grpo].
+    #[arg(long, value_enum)]
+    pub advantage: Option<AdvantageArg>,
+    /// Longest sampled answer.
+    #[arg(long, default_value_t = 64)]
+    pub max_new_tokens: usize,
+    /// Sampling temperature (> 0).
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f32,
+    /// KL coefficient β, the starting value with --kl-target [rloo 0.05, grpo 0.04].
+    #[arg(long)]
+    pub beta: Option<f64>,
+    /// Adapt β toward this KL per answer (nats).
+    #[arg(long)]
+    pub kl_target: Option<f64>,
+    /// Horizon of the adaptive controller (samples).
+    #[arg(long, default_value_t = 10000.0)]
+    pub kl_horizon: f64,
+    /// The per-token KL estimator [rloo k1, grpo k3].
+    #[arg(long, value_enum)]
+    pub kl_estimator: Option<KlEstimatorArg>,
+    /// Where the KL enters [rloo reward, grpo loss].
+    #[arg(long, value_enum)]
+    pub kl_in: Option<KlInArg>,
+    /// How token losses are averaged [rloo token, grpo sequence, dr-grpo constant].
+    #[arg(long, value_enum)]
+    pub token_norm: Option<TokenNormArg>,
+    #[command(flatten)]
+    pub length: LengthArgs,
+    /// Subtracted from the score of answers that never reach the end-of-turn token.
+    #[arg(long)]
+    pub missing_eos_penalty: Option<f32>,
+    /// Clamp reward-model scores to ±this.
+    #[arg(long)]
+    pub score_clip: Option<f32>,
+    /// Clip of the probability ratio to the sampling policy (1 ± this).
+    #[arg(long, default_value_t = 0.2)]
+    pub ratio_clip: f64,
+    /// Passes over each iteration's samples.
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    /// Minibatches per pass.
+    #[arg(long, default_value_t = 2)]
+    pub minibatches: usize,
+    /// Stop an update early when a minibatch's approximate KL to the sampling policy exceeds this.
+    #[arg(long)]
+    pub stop_kl: Option<f64>,
 }
 
 /// Options of `alignbox train ppo`.
@@ -294,6 +418,8 @@ pub struct TrainPpoArgs {
     /// Clamp reward-model scores to ±this.
     #[arg(long)]
     pub score_clip: Option<f32>,
+    #[command(flatten)]
+    pub length: LengthArgs,
     /// Stop an update early when a minibatch's approximate KL to the sampling policy exceeds this.
     #[arg(long)]
     pub stop_kl: Option<f64>,
@@ -461,7 +587,7 @@ pub struct PretrainArgs {
 }
 
 impl TrainCommand {
-    /// The stage's name: `rm`, `sft`, `pretrain`, `ppo` or `dpo`.
+    /// The stage's name: `rm`, `sft`, `pretrain`, `ppo`, `dpo`, `rloo` or `grpo`.
     pub fn stage_name(&self) -> &'static str {
         match self {
             Self::Rm(_) => "rm",
@@ -469,6 +595,8 @@ impl TrainCommand {
             Self::Pretrain(_) => "pretrain",
             Self::Ppo(_) => "ppo",
             Self::Dpo(_) => "dpo",
+            Self::Rloo(_) => "rloo",
+            Self::Grpo(_) => "grpo",
         }
     }
 
@@ -480,6 +608,7 @@ impl TrainCommand {
             Self::Pretrain(a) => &mut a.train,
             Self::Ppo(a) => &mut a.train,
             Self::Dpo(a) => &mut a.train,
+            Self::Rloo(a) | Self::Grpo(a) => &mut a.train,
         }
     }
 
@@ -491,6 +620,7 @@ impl TrainCommand {
             Self::Pretrain(a) => &a.train,
             Self::Ppo(a) => &a.train,
             Self::Dpo(a) => &a.train,
+            Self::Rloo(a) | Self::Grpo(a) => &a.train,
         }
     }
 }

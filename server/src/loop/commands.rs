@@ -29,7 +29,7 @@ pub fn compare_rm(old: &str, new: &str) -> Vec<String> {
 pub fn update_policy(s: &LoopSettings, rm: &str) -> Vec<String> {
     match s.method {
         Method::Dpo => with(&["train", "dpo"], &s.policy_options),
-        Method::Ppo => with(&["train", "ppo", "--reward", rm], &s.policy_options),
+        m => with(&["train", m.name(), "--reward", rm], &s.policy_options),
     }
 }
 

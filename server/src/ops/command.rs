@@ -154,6 +154,7 @@ pub fn check(cmd: &JobCommand, reg: &Registry, data_dir: &std::path::Path) -> Re
             }
             match t.as_ref() {
                 TrainCommand::Ppo(a) => exists(&a.reward)?,
+                TrainCommand::Rloo(a) | TrainCommand::Grpo(a) => exists(&a.reward)?,
                 TrainCommand::Pretrain(a) => {
                     let root = data_dir.canonicalize().map_err(|e| CommandError::Refused(e.to_string()))?;
                     let corpus = data_dir.join(&a.corpus);
@@ -243,11 +244,14 @@ pub fn estimate_line(cmd: &JobCommand, reg: &Registry, k: usize) -> Result<Strin
         TrainCommand::Rm(_) => (k.max(2), "reward model"),
         TrainCommand::Dpo(_) => (2, "DPO"),
         TrainCommand::Ppo(_) => (1, "PPO"),
+        TrainCommand::Rloo(_) => (1, "RLOO"),
+        TrainCommand::Grpo(_) => (1, "GRPO"),
         TrainCommand::Sft(_) => (1, "SFT"),
         TrainCommand::Pretrain(_) => (1, "pretraining"),
     };
     let per_pass = match t.as_ref() {
         TrainCommand::Ppo(a) => args.batch.div_ceil(a.minibatches.max(1)),
+        TrainCommand::Rloo(a) | TrainCommand::Grpo(a) => (args.batch * a.k).div_ceil(a.minibatches.max(1)),
         _ => args.batch,
     };
     let head = match t.as_ref() {
@@ -274,6 +278,18 @@ pub fn estimate_line(cmd: &JobCommand, reg: &Registry, k: usize) -> Result<Strin
                 if p.reference == 0 { "shared".into() } else { mib(p.reference) },
                 mib(p.reward),
                 mib(p.total)
+            )
+        }
+        TrainCommand::Rloo(a) | TrainCommand::Grpo(a) => {
+            let critic = estimate(&PlanInput { micro_batch: micro, head: Head::Reward, ..input });
+            let p =
+                ppo_estimate(&e, &critic, args.adapters(), reg.get(&a.reward).map_err(refused)?.num_params);
+            format!(
+                "; no critic (PPO's would add {}), reference {}, reward model {}, total {}",
+                mib(p.critic),
+                if p.reference == 0 { "shared".into() } else { mib(p.reference) },
+                mib(p.reward),
+                mib(p.total - p.critic)
             )
         }
         _ => String::new(),
@@ -336,6 +352,8 @@ mod tests {
         c.name_unless_named("job-42".into());
         assert_eq!(c.version_name(), None);
         assert_eq!(parse("train ppo --reward r").unwrap().kind(), "train ppo");
+        assert_eq!(parse("train grpo --reward r --advantage dr-grpo").unwrap().kind(), "train grpo");
+        assert_eq!(parse("train rloo --reward r --k 8").unwrap().kind(), "train rloo");
         assert_eq!(parse("bundle v").unwrap().kind(), "bundle");
         assert_eq!(parse("eval policy --model a --reward b").unwrap().kind(), "eval policy");
     }

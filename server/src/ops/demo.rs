@@ -271,6 +271,7 @@ fn run_on<B: Backend>(args: DemoArgs, device: &B::Device) -> anyhow::Result<()> 
             minibatches: 2,
             missing_eos_penalty: Some(1.0),
             score_clip: Some(10.0),
+            length: crate::cli::LengthArgs { length_penalty: None, length_regress: false },
             stop_kl: Some(1.0),
         }),
         &mut times,

@@ -1,8 +1,16 @@
 //! `alignbox train …`: the stage's spec from the command line, its data from the store, its progress to the
 //! environment's report; the trainer's stage (`trainer::stages`) does the rest.
 
-use trainer::stages::{
-    self, DpoSpec, MicroBatch, PpoSpec, RmSpec, SftSpec, StageEnv, StageError, Ties, TrainSpec,
+use trainer::{
+    rl::{
+        group::{KlEstimator, KlPlacement},
+        group_loss::TokenNorm,
+        length::LengthControl,
+    },
+    stages::{
+        self, DpoSpec, GroupMethod, GroupSpec, MicroBatch, PpoSpec, RmSpec, SftSpec, StageEnv, StageError,
+        Ties, TrainSpec,
+    },
 };
 use types::JobResult;
 
@@ -10,7 +18,10 @@ use super::{
     env::{Cancelled, Env},
     train_data::StoreSource,
 };
-use crate::cli::{DecayArg, TiesArg, TrainArgs, TrainCommand, TrainPpoArgs, TrainRmArgs};
+use crate::cli::{
+    AdvantageArg, DecayArg, KlEstimatorArg, KlInArg, LengthArgs, TiesArg, TokenNormArg, TrainArgs,
+    TrainCommand, TrainGroupArgs, TrainPpoArgs, TrainRmArgs,
+};
 
 /// Runs a training stage in `env` and returns the stored version.
 pub fn run_in(cmd: TrainCommand, env: &Env) -> anyhow::Result<JobResult> {
@@ -31,6 +42,8 @@ pub fn run_in(cmd: TrainCommand, env: &Env) -> anyhow::Result<JobResult> {
         TrainCommand::Dpo(a) => {
             stages::dpo::run(&DpoSpec { train: spec(&a.train)?, beta: a.beta }, &source, &stage_env)
         }
+        TrainCommand::Rloo(a) => stages::group::run(&group_spec(a, GroupMethod::Rloo)?, &source, &stage_env),
+        TrainCommand::Grpo(a) => stages::group::run(&group_spec(a, GroupMethod::Grpo)?, &source, &stage_env),
     };
     out.map_err(|e| match e {
         StageError::Cancelled => anyhow::Error::new(Cancelled),
@@ -102,6 +115,73 @@ fn ppo_spec(a: &TrainPpoArgs) -> anyhow::Result<PpoSpec> {
         minibatches: a.minibatches,
         missing_eos_penalty: a.missing_eos_penalty,
         score_clip: a.score_clip,
+        length: length_control(&a.length),
+        stop_kl: a.stop_kl,
+    })
+}
+
+/// The length control the flags ask for.
+pub fn length_control(a: &LengthArgs) -> LengthControl {
+    match (a.length_penalty, a.length_regress) {
+        (Some(per_token), _) => LengthControl::Penalty { per_token },
+        (None, true) => LengthControl::Regress,
+        (None, false) => LengthControl::None,
+    }
+}
+
+/// `train rloo` / `train grpo` (`command`: the subcommand's own method): each default the flags leave open is
+/// the method's (GRPO's KL in the loss with k3 and β 0.04, RLOO's in the reward with k1 and β 0.05).
+pub fn group_spec(a: &TrainGroupArgs, command: GroupMethod) -> anyhow::Result<GroupSpec> {
+    let method = match a.advantage {
+        None => command,
+        Some(AdvantageArg::Rloo) => GroupMethod::Rloo,
+        Some(AdvantageArg::Grpo) => GroupMethod::Grpo,
+        Some(AdvantageArg::DrGrpo) => GroupMethod::DrGrpo,
+        Some(AdvantageArg::ReinforcePp) => GroupMethod::ReinforcePp,
+    };
+    let grpo_like = command == GroupMethod::Grpo;
+    anyhow::ensure!(
+        a.k >= 2,
+        "--k {}: each prompt needs at least 2 answers (each is the others' baseline)",
+        a.k
+    );
+    Ok(GroupSpec {
+        train: spec(&a.train)?,
+        method,
+        reward: a.reward.clone(),
+        k: a.k,
+        max_new_tokens: a.max_new_tokens,
+        temperature: a.temperature,
+        beta: a.beta.unwrap_or(if grpo_like { 0.04 } else { 0.05 }),
+        kl_target: a.kl_target,
+        kl_horizon: a.kl_horizon,
+        kl_estimator: match a.kl_estimator {
+            Some(KlEstimatorArg::K1) => KlEstimator::K1,
+            Some(KlEstimatorArg::K2) => KlEstimator::K2,
+            Some(KlEstimatorArg::K3) => KlEstimator::K3,
+            None if grpo_like => KlEstimator::K3,
+            None => KlEstimator::K1,
+        },
+        kl_placement: match a.kl_in {
+            Some(KlInArg::Reward) => KlPlacement::Reward,
+            Some(KlInArg::Loss) => KlPlacement::Loss,
+            None if grpo_like => KlPlacement::Loss,
+            None => KlPlacement::Reward,
+        },
+        norm: match a.token_norm {
+            Some(TokenNormArg::Sequence) => TokenNorm::Sequence,
+            Some(TokenNormArg::Token) => TokenNorm::Token,
+            Some(TokenNormArg::Constant) => TokenNorm::Constant,
+            None if method == GroupMethod::DrGrpo => TokenNorm::Constant,
+            None if grpo_like => TokenNorm::Sequence,
+            None => TokenNorm::Token,
+        },
+        length: length_control(&a.length),
+        missing_eos_penalty: a.missing_eos_penalty,
+        score_clip: a.score_clip,
+        clip: a.ratio_clip,
+        epochs: a.epochs,
+        minibatches: a.minibatches,
         stop_kl: a.stop_kl,
     })
 }

@@ -130,6 +130,7 @@ fn ppo_config(a: &PpoSpec, config: &crate::model::LlamaConfig, eos: Option<u32>,
             beta: a.beta,
             missing_eos_penalty: a.missing_eos_penalty,
             score_clip: a.score_clip,
+            length: a.length,
             ..PpoConfig::default().shaping
         },
         kl: match a.kl_target {

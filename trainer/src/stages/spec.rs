@@ -8,6 +8,11 @@ use crate::{
     memory::{Head, Kernels, PlanInput, Tuning},
     model::LlamaConfig,
     peft::LoraConfig,
+    rl::{
+        group::{Baseline, KlEstimator, KlPlacement},
+        group_loss::TokenNorm,
+        length::LengthControl,
+    },
     train::schedule::Decay,
 };
 
@@ -206,6 +211,89 @@ pub struct PpoSpec {
     pub missing_eos_penalty: Option<f32>,
     /// Clamp reward-model scores to ±this.
     pub score_clip: Option<f32>,
+    /// Length control of the scores.
+    pub length: LengthControl,
+    /// Stop an update early past this approximate KL.
+    pub stop_kl: Option<f64>,
+}
+
+/// A critic-free method: the command that runs it and the advantage it computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupMethod {
+    /// `train rloo`: leave-one-out baseline.
+    Rloo,
+    /// `train grpo`: group-normalised advantages.
+    Grpo,
+    /// `train grpo --advantage dr-grpo`: group mean only (with the constant token norm by default).
+    DrGrpo,
+    /// `train rloo --advantage reinforce-pp`: group mean, whitened over the batch.
+    ReinforcePp,
+}
+
+impl GroupMethod {
+    /// The advantage it computes.
+    pub fn baseline(self) -> Baseline {
+        match self {
+            Self::Rloo => Baseline::LeaveOneOut,
+            Self::Grpo => Baseline::GroupNormalised,
+            Self::DrGrpo => Baseline::GroupMean,
+            Self::ReinforcePp => Baseline::GroupMeanBatchWhitened,
+        }
+    }
+
+    /// Its name in logs, run directories and lineage (`rloo`, `grpo`, `dr_grpo`, `reinforce_pp`).
+    pub fn name(self) -> &'static str {
+        self.baseline().name()
+    }
+
+    /// The `train` subcommand that runs it.
+    pub fn command(self) -> &'static str {
+        match self {
+            Self::Rloo | Self::ReinforcePp => "rloo",
+            Self::Grpo | Self::DrGrpo => "grpo",
+        }
+    }
+}
+
+/// `train rloo` / `train grpo`.
+#[derive(Clone, Debug)]
+pub struct GroupSpec {
+    /// The shared options (steps are iterations, batch is prompts per iteration).
+    pub train: TrainSpec,
+    /// The method.
+    pub method: GroupMethod,
+    /// The reward-model version that scores the answers.
+    pub reward: String,
+    /// Answers sampled per prompt (≥ 2).
+    pub k: usize,
+    /// Longest sampled answer.
+    pub max_new_tokens: usize,
+    /// Sampling temperature (> 0).
+    pub temperature: f32,
+    /// KL coefficient β (the starting value with `kl_target`).
+    pub beta: f64,
+    /// Adapt β toward this KL per answer.
+    pub kl_target: Option<f64>,
+    /// Horizon of the adaptive controller.
+    pub kl_horizon: f64,
+    /// The per-token KL estimator.
+    pub kl_estimator: KlEstimator,
+    /// KL in the reward or in the loss.
+    pub kl_placement: KlPlacement,
+    /// How token losses are averaged.
+    pub norm: TokenNorm,
+    /// Length control of the scores.
+    pub length: LengthControl,
+    /// Subtracted from the score of answers that never end.
+    pub missing_eos_penalty: Option<f32>,
+    /// Clamp scores to ±this.
+    pub score_clip: Option<f32>,
+    /// Ratio clip ε.
+    pub clip: f64,
+    /// Passes over each iteration's samples.
+    pub epochs: usize,
+    /// Minibatches per pass.
+    pub minibatches: usize,
     /// Stop an update early past this approximate KL.
     pub stop_kl: Option<f64>,
 }
