@@ -1,11 +1,11 @@
 //! The continuous loop end to end on the real server over HTTP: simulated annotators rank candidates from the
-//! current policy; the loop trains a reward model after enough comparisons, updates the policy with PPO,
+//! current policy; the loop trains a reward model after enough comparisons, updates the policy (GRPO here),
 //! evaluates and promotes it, and re-issues judged prompts with the new policy's candidates; an operator
 //! exports the new version, whose model loads back with the same logits; the policy is served on
 //! /v1/chat/completions and the numbers show on /metrics. The same loop runs again with the server on
-//! `--device vulkan` (lavapipe in CI: candidates, training, evaluation and chat on burn-wgpu). Then: the server
-//! killed with SIGKILL during a reward-model job and during a PPO job resumes each job after the restart and
-//! loses no acknowledged ranking.
+//! `--device vulkan` with PPO (lavapipe in CI: candidates, training, evaluation and chat on burn-wgpu). Then: the
+//! server killed with SIGKILL during a reward-model job, a PPO job and a GRPO job resumes each job after the
+//! restart and loses no acknowledged ranking.
 
 mod support;
 
@@ -111,8 +111,12 @@ fn submit(op: &Session, command: &str) -> u64 {
 }
 
 fn loop_settings(paused: bool) -> Value {
+    loop_settings_with(paused, "ppo")
+}
+
+fn loop_settings_with(paused: bool, method: &str) -> Value {
     json!({
-        "paused": paused, "rm_after": 30, "method": "ppo",
+        "paused": paused, "rm_after": 30, "method": method,
         "rm_options": "--steps 20 --batch 4 --max-tokens 48 --lr 3e-3 --eval-fraction 0.25",
         "policy_options": "--steps 2 --batch 4 --lora 4 --max-new-tokens 6 --max-tokens 48 --checkpoint-every 1 --eval-fraction 0.25",
         "eval_options": "--prompts 6 --max-new-tokens 6 --eval-fraction 0.25",
@@ -131,13 +135,14 @@ fn greedy(data: &Path, model: &str) -> Value {
 
 #[test]
 fn rankings_over_http_drive_the_loop_to_a_promoted_policy_that_exports_serves_and_answers_new_items() {
-    the_whole_loop("cpu");
+    // On the CPU the loop updates the policy with GRPO (no critic); on Vulkan with PPO.
+    the_whole_loop("cpu", "grpo");
 }
 
 #[test]
 fn the_whole_loop_runs_on_vulkan() {
     match trainer::device::DeviceRequest::Vulkan(0).resolve() {
-        Ok(_) => the_whole_loop("vulkan:0"),
+        Ok(_) => the_whole_loop("vulkan:0", "ppo"),
         Err(e) => {
             assert!(std::env::var_os("ALIGNBOX_REQUIRE_VULKAN").is_none(), "no Vulkan device: {e}");
             eprintln!("skipping: {e}");
@@ -145,15 +150,16 @@ fn the_whole_loop_runs_on_vulkan() {
     }
 }
 
-/// The loop end to end with the server computing on `device`.
-fn the_whole_loop(device: &str) {
+/// The loop end to end with the server computing on `device`, updating the policy with `method`.
+fn the_whole_loop(device: &str, method: &str) {
+    let stage = format!("train {method}");
     let data = setup(16);
     let d = data.path();
     let server = start_on(d, device);
     let health: Value = ureq::get(&server.url("/healthz")).call().unwrap().into_json().unwrap();
     assert_eq!(health["device"]["id"], device, "{health}");
     let op = Session::login(&server.base, "op", "pw-123456");
-    let (status, body) = op.json("set_loop", json!({"settings": loop_settings(false)}));
+    let (status, body) = op.json("set_loop", json!({"settings": loop_settings_with(false, method)}));
     assert_eq!(status, 200, "{body}");
     let mut bad = loop_settings(false);
     bad["rm_options"] = json!("--steps many");
@@ -221,14 +227,14 @@ fn the_whole_loop(device: &str) {
     assert_eq!(find(&rm)["parents"], json!(["tiny"]), "{}\n{}", st["decisions"], dash["jobs"]);
     assert_eq!(find(&policy)["parents"], json!(["tiny", rm]), "lineage: base and reward model");
     assert!(find(&current)["current"].as_bool().unwrap());
-    assert_eq!(find(&policy)["stage"], "train ppo");
+    assert_eq!(find(&policy)["stage"], json!(stage));
     assert_eq!(st["promotions"][0]["previous"], "tiny");
     assert!(ab_judged >= 2, "both A/B items were judged: {}", st["decisions"]);
     let decisions = st["decisions"].to_string();
     assert!(decisions.contains("annotators' win-rate"), "the human A/B check decided: {decisions}");
     let kinds: Vec<&str> =
         dash["jobs"].as_array().unwrap().iter().map(|j| j["kind"].as_str().unwrap()).collect();
-    for k in ["train rm", "train ppo", "eval policy", "candidates"] {
+    for k in ["train rm", stage.as_str(), "eval policy", "candidates"] {
         assert!(kinds.contains(&k), "{k} ran: {kinds:?}");
     }
     assert!(dash["charts"].as_array().unwrap().iter().any(|c| c["title"]
@@ -236,14 +242,18 @@ fn the_whole_loop(device: &str) {
         .unwrap()
         .starts_with("Reward-model held-out accuracy")
         && !c["series"][0]["points"].as_array().unwrap().is_empty()));
-    let ppo_job = dash["jobs"].as_array().unwrap().iter().find(|j| j["kind"] == "train ppo").unwrap()["id"]
+    let policy_job = dash["jobs"].as_array().unwrap().iter().find(|j| j["kind"] == json!(stage)).unwrap()
+        ["id"]
         .as_u64()
         .unwrap();
-    let detail = job(&op, ppo_job);
+    let detail = job(&op, policy_job);
     let titles: Vec<&str> =
         detail["charts"].as_array().unwrap().iter().map(|c| c["title"].as_str().unwrap()).collect();
     for t in ["Reward", "KL to the reference", "Entropy", "Loss"] {
-        assert!(titles.contains(&t), "PPO job charts {t}: {titles:?}");
+        assert!(titles.contains(&t), "{stage} job charts {t}: {titles:?}");
+    }
+    if method == "grpo" {
+        assert!(titles.contains(&"Reward spread among a prompt's answers"), "{titles:?}");
     }
 
     // New items from the new policy reach annotators.
@@ -489,6 +499,17 @@ fn jobs_killed_with_the_server_resume_after_a_restart_and_no_acknowledged_rankin
     let j = wait_job(&op, ppo_job, Duration::from_secs(300));
     assert_eq!(j["state"], "done", "{j}");
     let log = job(&op, ppo_job)["log"].clone();
+    assert!(log.to_string().contains("resuming from the checkpoint at iteration"), "{log}");
+
+    // A GRPO job (no critic), killed during its third iteration, resumes the same way.
+    let grpo_job = submit(&op, &format!("train grpo --reward {rm} --k 3 --steps 40 --batch 2 --lora 4 --max-new-tokens 6 --max-tokens 48 --checkpoint-every 1"));
+    wait_step(&op, grpo_job, 2, Duration::from_secs(300));
+    kill(server);
+    let server = start(d);
+    let op = Session::login(&server.base, "op", "pw-123456");
+    let j = wait_job(&op, grpo_job, Duration::from_secs(300));
+    assert_eq!(j["state"], "done", "{j}");
+    let log = job(&op, grpo_job)["log"].clone();
     assert!(log.to_string().contains("resuming from the checkpoint at iteration"), "{log}");
 
     // A running job can be cancelled; its checkpoint stays for a later resume.

@@ -31,7 +31,7 @@ fn invalid(e: impl std::fmt::Display) -> ControlError {
 }
 
 /// Metrics charted per training job, with their titles.
-const JOB_CHARTS: [(&str, &str); 9] = [
+const JOB_CHARTS: [(&str, &str); 10] = [
     ("loss", "Loss"),
     ("accuracy", "Reward-model accuracy"),
     ("score", "Reward"),
@@ -39,6 +39,7 @@ const JOB_CHARTS: [(&str, &str); 9] = [
     ("entropy", "Entropy"),
     ("margin", "Reward margin"),
     ("answer_len", "Answer length"),
+    ("group_std", "Reward spread among a prompt's answers"),
     ("lr", "Learning rate"),
     ("throughput", "Throughput (steps per second)"),
 ];
