@@ -46,6 +46,15 @@ impl Rng {
         lo + self.next_u64() % (hi - lo)
     }
 
+    /// 0..n in a uniformly random order (Fisher–Yates, from the back).
+    pub fn permutation(&mut self, n: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            order.swap(i, self.range(0, i as u64 + 1) as usize);
+        }
+        order
+    }
+
     /// A standard normal sample (Box–Muller).
     pub fn normal(&mut self) -> f64 {
         let u1 = self.uniform().max(f64::MIN_POSITIVE);

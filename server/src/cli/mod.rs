@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// alignbox: rank answers in the browser, train a reward model on the rankings, and align the policy against it
-/// (SFT, reward model, PPO, DPO), all in one process.
+/// (SFT, reward model, PPO, DPO, RLOO, GRPO), all in one process.
 ///
 /// Start the appliance with `alignbox serve`, then open the printed address in a browser. Models are managed
 /// with `alignbox models`, tried with `alignbox generate`, and measured with `alignbox bench`.
@@ -105,8 +105,9 @@ pub enum Command {
     /// checksums).
     Bundle(BundleArgs),
     /// The whole loop on the base policy with a simulated annotator (hidden rule: concise, finished answers):
-    /// candidates → rankings → reward model → PPO and DPO policies, then the rule's win-rate of each against the
-    /// base and the KL on held-out prompts. Resumable: finished stages are skipped.
+    /// candidates → rankings → reward model → PPO, DPO, RLOO and GRPO policies, then the win-rate of each against
+    /// the base by the rule and by a second judge that length cannot satisfy (on topic: the prompt's content
+    /// words in the answer), and the KL on held-out prompts. Resumable: finished stages are skipped.
     Demo(DemoArgs),
 }
 
@@ -139,6 +140,12 @@ pub struct DemoArgs {
     /// DPO steps (8 pairs each).
     #[arg(long, default_value_t = 40)]
     pub dpo_steps: usize,
+    /// Policy updates to run and measure (ppo, dpo, rloo, grpo; comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "ppo,dpo,rloo,grpo")]
+    pub methods: Vec<String>,
+    /// RLOO and GRPO: iterations of 2 prompts × 4 answers (the samples PPO's 8 prompts get per iteration).
+    #[arg(long, default_value_t = 20)]
+    pub group_steps: usize,
     /// Share of prompts held out (for the reward model's evaluation and the win-rates).
     #[arg(long, default_value_t = 0.25)]
     pub eval_fraction: f64,

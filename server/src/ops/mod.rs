@@ -13,6 +13,7 @@ pub mod cli;
 mod command;
 mod compute_device;
 mod demo;
+mod demo_judge;
 mod env;
 mod evaluate;
 mod generate;

@@ -17,8 +17,8 @@ use crate::{
     rm::RewardModel,
     rng::Rng,
     train::{
-        checkpoint::{self, CheckpointError},
-        split::batch_indices,
+        checkpoint::CheckpointError,
+        iterations::{iterate, Counted, Iterations},
     },
 };
 
@@ -44,6 +44,12 @@ pub struct GroupState {
     pub history: Vec<IterationRecord>,
 }
 
+impl Counted for GroupState {
+    fn done(&self) -> usize {
+        self.iteration
+    }
+}
+
 /// Runs the iterations from `actor` (or from the checkpoint in `run_dir`); `run.batch` is prompts per iteration
 /// (each sampled `cfg.k` times). The reference is `reference` when given (full fine-tuning), else the policy with
 /// its adapters switched off. Returns the policy, the state and whether the run was cancelled.
@@ -61,27 +67,15 @@ pub fn run<B: TrainBackend, O: Optimizer<Llama<B>, B>>(
     cancelled: &dyn Fn() -> bool,
 ) -> Result<(Llama<B>, GroupState, bool), CheckpointError> {
     assert!(!prompts.is_empty(), "no prompts");
-    let (mut actor, mut optim) = (actor, optim);
-    let mut state = GroupState {
+    let state = GroupState {
         iteration: 0,
         kl: cfg.kl.clone(),
         rng: Rng::new(run.seed ^ 0x6770),
         history: Vec::new(),
     };
-    if let Some(dir) = run_dir.filter(|d| checkpoint::exists(d)) {
-        (actor, optim, state) = checkpoint::load(dir, actor, optim)?;
-    }
-    while state.iteration < run.iterations {
-        if cancelled() {
-            if let Some(dir) = run_dir {
-                checkpoint::save(dir, &actor, &optim, &state)?;
-            }
-            return Ok((actor, state, true));
-        }
-        let batch: Vec<Vec<u32>> = batch_indices(prompts.len(), run.batch, state.iteration, run.seed)
-            .into_iter()
-            .map(|i| prompts[i].clone())
-            .collect();
+    let it = Iterations { total: run.iterations, checkpoint_every: run.checkpoint_every, run_dir };
+    iterate(actor, optim, state, it, cancelled, |actor, optim, state| {
+        let batch = run.prompt_batch(prompts, state.iteration);
         let shared;
         let reference = match reference {
             Some(r) => r,
@@ -91,18 +85,11 @@ pub fn run<B: TrainBackend, O: Optimizer<Llama<B>, B>>(
             }
         };
         let frozen = Frozen { reference, reward };
-        let (a, stats) = iteration(actor, &mut optim, &batch, &frozen, cfg, &mut state.kl, &mut state.rng);
-        actor = a;
+        let (actor, stats) = iteration(actor, optim, &batch, &frozen, cfg, &mut state.kl, &mut state.rng);
         state.iteration += 1;
         let record = IterationRecord { iteration: state.iteration, stats };
         on_iteration(&record);
         state.history.push(record);
-        let last = state.iteration == run.iterations;
-        if let Some(dir) = run_dir {
-            if last || (run.checkpoint_every > 0 && state.iteration.is_multiple_of(run.checkpoint_every)) {
-                checkpoint::save(dir, &actor, &optim, &state)?;
-            }
-        }
-    }
-    Ok((actor, state, false))
+        actor
+    })
 }

@@ -61,10 +61,7 @@ pub fn update<B: TrainBackend, O: Optimizer<Llama<B>, B>>(
     let kl_term = (cfg.kl_placement == KlPlacement::Loss && beta != 0.0).then_some((beta, cfg.kl_estimator));
     let mut stats = UpdateStats::default();
     'epochs: for _ in 0..cfg.epochs.max(1) {
-        let mut order: Vec<usize> = (0..n).collect();
-        for i in (1..n).rev() {
-            order.swap(i, rng.range(0, i as u64 + 1) as usize);
-        }
+        let order = rng.permutation(n);
         for idx in order.chunks(mb) {
             let sub = batch.rows(idx);
             let t = |rows: &[Vec<f32>]| rows_tensor::<B>(&select(rows, idx), &device);

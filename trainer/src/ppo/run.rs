@@ -16,7 +16,8 @@ use crate::{
     rm::RewardModel,
     rng::Rng,
     train::{
-        checkpoint::{self, CheckpointError},
+        checkpoint::CheckpointError,
+        iterations::{iterate, Counted, Iterations},
         split::batch_indices,
     },
 };
@@ -32,6 +33,16 @@ pub struct PpoRunConfig {
     pub seed: u64,
     /// Checkpoint every this many iterations (and after the last); 0: never.
     pub checkpoint_every: usize,
+}
+
+impl PpoRunConfig {
+    /// The prompts of iteration `i` (0-based): `batch` of them in the seeded order.
+    pub fn prompt_batch(&self, prompts: &[Vec<u32>], i: usize) -> Vec<Vec<u32>> {
+        batch_indices(prompts.len(), self.batch, i, self.seed)
+            .into_iter()
+            .map(|i| prompts[i].clone())
+            .collect()
+    }
 }
 
 /// One finished iteration.
@@ -56,6 +67,12 @@ pub struct PpoState {
     pub history: Vec<IterationRecord>,
 }
 
+impl Counted for PpoState {
+    fn done(&self) -> usize {
+        self.iteration
+    }
+}
+
 /// Runs PPO from `model` (or from the checkpoint in `run_dir`). The reference is `reference` when given (full
 /// fine-tuning: the frozen starting policy), else the actor with its adapters switched off.
 #[allow(clippy::too_many_arguments)]
@@ -72,23 +89,11 @@ pub fn run<B: TrainBackend, O: Optimizer<ActorCritic<B>, B>>(
     cancelled: &dyn Fn() -> bool,
 ) -> Result<(ActorCritic<B>, PpoState, bool), CheckpointError> {
     assert!(!prompts.is_empty(), "no prompts");
-    let (mut model, mut optim) = (model, optim);
-    let mut state =
+    let state =
         PpoState { iteration: 0, kl: cfg.kl.clone(), rng: Rng::new(run.seed ^ 0x7070), history: Vec::new() };
-    if let Some(dir) = run_dir.filter(|d| checkpoint::exists(d)) {
-        (model, optim, state) = checkpoint::load(dir, model, optim)?;
-    }
-    while state.iteration < run.iterations {
-        if cancelled() {
-            if let Some(dir) = run_dir {
-                checkpoint::save(dir, &model, &optim, &state)?;
-            }
-            return Ok((model, state, true));
-        }
-        let batch: Vec<Vec<u32>> = batch_indices(prompts.len(), run.batch, state.iteration, run.seed)
-            .into_iter()
-            .map(|i| prompts[i].clone())
-            .collect();
+    let it = Iterations { total: run.iterations, checkpoint_every: run.checkpoint_every, run_dir };
+    iterate(model, optim, state, it, cancelled, |model, optim, state| {
+        let batch = run.prompt_batch(prompts, state.iteration);
         let shared;
         let reference = match reference {
             Some(r) => r,
@@ -98,18 +103,11 @@ pub fn run<B: TrainBackend, O: Optimizer<ActorCritic<B>, B>>(
             }
         };
         let frozen = Frozen { reference, reward };
-        let (m, stats) = iteration(model, &mut optim, &batch, &frozen, cfg, &mut state.kl, &mut state.rng);
-        model = m;
+        let (model, stats) = iteration(model, optim, &batch, &frozen, cfg, &mut state.kl, &mut state.rng);
         state.iteration += 1;
         let record = IterationRecord { iteration: state.iteration, stats };
         on_iteration(&record);
         state.history.push(record);
-        let last = state.iteration == run.iterations;
-        if let Some(dir) = run_dir {
-            if last || (run.checkpoint_every > 0 && state.iteration.is_multiple_of(run.checkpoint_every)) {
-                checkpoint::save(dir, &model, &optim, &state)?;
-            }
-        }
-    }
-    Ok((model, state, false))
+        model
+    })
 }

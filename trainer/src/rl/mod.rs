@@ -7,5 +7,6 @@ pub mod gae;
 pub mod group;
 pub mod group_loss;
 pub mod kl;
+pub mod kto;
 pub mod length;
 pub mod losses;

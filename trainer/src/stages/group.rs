@@ -2,15 +2,14 @@
 //! prompt, each group its own baseline; [`crate::group_rl`]), evaluated on held-out prompts, stored as a policy
 //! version whose lineage names the reward model and the method.
 
-use std::io::Write;
-
 use burn::{backend::Autodiff, module::AutodiffModule, tensor::backend::Backend};
 use types::JobResult;
 
 use super::{
     bail, ensure,
-    setup::{adapt, adapter_of, prepare_base, setup, snapshot, write_adapter},
-    Context, GroupSpec, Source, StageEnv, StageError,
+    policy_rl::{log_event, metric_log, prompts, reward_model, store_policy, Trained},
+    setup::{adapt, prepare_base, setup},
+    GroupSpec, Source, StageEnv, StageError,
 };
 use crate::{
     backend::TrainBackend,
@@ -20,9 +19,7 @@ use crate::{
     },
     memory::{estimate, mib, ppo_estimate, Head, PlanInput},
     model::Llama,
-    peft::{merge_lora, without_adapters},
     ppo::run::PpoRunConfig,
-    registry::VersionKind,
     rl::kl::KlController,
     rm::RewardModel,
     train::{
@@ -138,18 +135,11 @@ fn fit<T: TrainBackend>(
     run_cfg: &PpoRunConfig,
 ) -> Result<(Llama<T>, GroupState), StageError> {
     let steps = run_cfg.iterations;
-    let log_path = run_dir.join("metrics.jsonl");
-    let mut log =
-        std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
-    if let Some(state) = checkpoint::read_state::<GroupState>(run_dir) {
+    let replayed = checkpoint::read_state::<GroupState>(run_dir).map(|state| {
         env.line(format!("resuming from the checkpoint at iteration {}", state.iteration));
-        env.observer.resuming();
-        for r in &state.history {
-            let e = record_event(r);
-            writeln!(log, "{}", serde_json::to_string(&e)?)?;
-            env.observer.event(&e, steps);
-        }
-    }
+        state.history.iter().map(record_event).collect()
+    });
+    let mut log = metric_log(env, run_dir, replayed, steps)?;
     let optim = crate::optim::adamw::<T, Llama<T>>(a.train.weight_decay, a.train.clip);
     let (actor, state, cancelled) = run_group(
         actor,
@@ -160,11 +150,7 @@ fn fit<T: TrainBackend>(
         cfg,
         run_cfg,
         Some(run_dir),
-        &mut |r| {
-            let e = record_event(r);
-            env.observer.event(&e, steps);
-            let _ = writeln!(log, "{}", serde_json::to_string(&e).expect("json")).and_then(|_| log.flush());
-        },
+        &mut |r| log_event(env, &mut log, &record_event(r), steps),
         &|| env.cancelled(),
     )?;
     if cancelled {
@@ -190,25 +176,9 @@ fn run_on<B: Backend>(
     ensure!(a.temperature > 0.0, "--temperature must be above 0 for {name}");
     ensure!(a.k >= 2, "--k must be at least 2: each answer's baseline is the other answers to its prompt");
     let mut s = setup(env, args, name, 3e-6)?;
-    let (reward, _) = s.reg.load_reward_model::<B>(&a.reward, device)?;
-    if reward.trunk.config.vocab_size != s.config.vocab_size {
-        bail!(
-            "reward model {} has a vocabulary of {} tokens but the policy {} has {}: they must share a tokenizer",
-            a.reward,
-            reward.trunk.config.vocab_size,
-            s.base,
-            s.config.vocab_size
-        );
-    }
+    let reward = reward_model::<B>(&s, &a.reward, device)?;
     let eos = s.tokenizer.eos(&s.config.eos_token_ids);
-    let prompt_room = args.max_tokens.saturating_sub(a.max_new_tokens).max(1);
-    let data = snapshot(env, &s.run_dir, || {
-        data.prompt_set(&s.tokenizer, args.eval_fraction, args.seed, prompt_room)
-    })?;
-    if data.train.is_empty() {
-        bail!("no prompts in the store (import prompts or rankings first)");
-    }
-    env.line(format!("data: {}", data.summary));
+    let data = prompts(env, &s, args, a.max_new_tokens, data)?;
     env.line(memory_line(a, &s.config, &data.train, reward.trunk.config.num_params(), env.device));
 
     let tensors = std::mem::take(&mut s.tensors);
@@ -229,34 +199,19 @@ fn run_on<B: Backend>(
     };
     let (actor, state) =
         fit(env, a, &s.run_dir, actor, &data.train, &reward, reference.as_ref(), &cfg, &run_cfg)?;
-
-    let actor: Llama<B> = actor.valid();
-    let reference = reference.unwrap_or_else(|| without_adapters(&actor));
-    let held_out: Vec<Vec<u32>> = data.eval.iter().take(64).cloned().collect();
-    let mut metrics = if held_out.is_empty() {
-        Metrics::new()
-    } else {
-        super::compare::compare(&actor, &reference, &reward, &held_out, &cfg.sampling(), 0, env.observer)?
-    };
-    if let Some(last) = state.history.last() {
-        metrics.insert("train_score".into(), last.stats.score);
-        metrics.insert("train_kl".into(), last.stats.kl);
-    }
-    let adapter = adapter_of(&actor, args);
-    let actor = merge_lora(actor);
     let config = serde_json::json!({"method": a.method.name(), "group": cfg, "run": run_cfg,
         "lora": args.lora_config(), "reward": a.reward, "max_tokens": args.max_tokens,
         "iterations_done": state.iteration});
-    let lineage = s.lineage(&format!("train {name}"), &data, config, &metrics);
-    s.store(
-        VersionKind::Policy,
-        std::slice::from_ref(&a.reward),
-        s.config.architecture.clone(),
-        lineage,
-        &metrics,
-        |dir, tok| {
-            crate::io::hf::save_dir(&actor, tok, dir)?;
-            write_adapter(&adapter, &s.base, dir)
-        },
-    )
+    let stage = format!("train {name}");
+    let trained = Trained {
+        actor: actor.valid(),
+        reference,
+        reward: &reward,
+        reward_id: &a.reward,
+        sampling: &cfg.sampling(),
+        last: state.history.last().map(|r| (r.stats.score, r.stats.kl)),
+        stage: &stage,
+        config,
+    };
+    store_policy(env, &s, args, &data, trained)
 }

@@ -11,6 +11,7 @@ pub mod dpo;
 mod env;
 mod error;
 pub mod group;
+mod policy_rl;
 pub mod ppo;
 pub mod rm;
 mod setup;

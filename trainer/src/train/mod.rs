@@ -3,6 +3,7 @@
 //! The tasks that run on it live with their methods: [`crate::rm`], [`crate::sft`], [`crate::dpo`].
 
 pub mod checkpoint;
+pub mod iterations;
 pub mod oom;
 pub mod recompute;
 pub mod run;
