@@ -27,7 +27,7 @@ use crate::{
         sample, Frozen, PpoConfig, Samples,
     },
     rl::{
-        group::{answer_kl, group_advantages, Baseline, KlEstimator, KlPlacement},
+        group::{answer_kl, group_advantages, group_std, Baseline, KlEstimator, KlPlacement},
         group_loss::TokenNorm,
         kl::KlController,
     },
@@ -221,20 +221,15 @@ pub fn iteration<B: TrainBackend, O: Optimizer<Llama<B>, B>>(
     let old_logprobs = samples.padded(&samples.logprobs);
     let beta = kl.beta();
     let kl_k1 = answer_kl(&old_logprobs, &ref_logprobs, &mask, KlEstimator::K1);
-    let kl_reward = match cfg.kl_placement {
-        KlPlacement::Reward => answer_kl(&old_logprobs, &ref_logprobs, &mask, cfg.kl_estimator),
-        KlPlacement::Loss => vec![0.0; raw.len()],
+    let kl_reward = match (cfg.kl_placement, cfg.kl_estimator) {
+        (KlPlacement::Reward, KlEstimator::K1) => kl_k1.clone(),
+        (KlPlacement::Reward, e) => answer_kl(&old_logprobs, &ref_logprobs, &mask, e),
+        (KlPlacement::Loss, _) => vec![0.0; raw.len()],
     };
     let lengths: Vec<usize> = samples.responses.iter().map(Vec::len).collect();
     let rewards = shaped_rewards(&raw, &lengths, &samples.finished, &kl_reward, beta, &cfg.shaping);
     let advantages = group_advantages(&rewards, cfg.k, cfg.baseline);
-    let groups: Vec<f64> = rewards
-        .chunks(cfg.k)
-        .map(|g| {
-            let m = g.iter().sum::<f32>() / g.len() as f32;
-            (g.iter().map(|r| (r - m).powi(2)).sum::<f32>() / (g.len() - 1) as f32).sqrt() as f64
-        })
-        .collect();
+    let groups: Vec<f64> = group_std(&rewards, cfg.k).into_iter().map(f64::from).collect();
 
     let n = samples.responses.len() as f64;
     let mut stats = IterationStats {

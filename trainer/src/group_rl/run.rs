@@ -4,15 +4,17 @@
 
 use std::path::Path;
 
-use burn::{module::AutodiffModule, optim::Optimizer};
+use burn::optim::Optimizer;
 use serde::{Deserialize, Serialize};
 
 use super::{iteration, GroupConfig, IterationStats};
 use crate::{
     backend::TrainBackend,
     model::Llama,
-    peft::without_adapters,
-    ppo::{run::PpoRunConfig, Frozen},
+    ppo::{
+        run::{reference_of, PpoRunConfig},
+        Frozen,
+    },
     rl::kl::KlController,
     rm::RewardModel,
     rng::Rng,
@@ -76,15 +78,8 @@ pub fn run<B: TrainBackend, O: Optimizer<Llama<B>, B>>(
     let it = Iterations { total: run.iterations, checkpoint_every: run.checkpoint_every, run_dir };
     iterate(actor, optim, state, it, cancelled, |actor, optim, state| {
         let batch = run.prompt_batch(prompts, state.iteration);
-        let shared;
-        let reference = match reference {
-            Some(r) => r,
-            None => {
-                shared = without_adapters(&actor.valid());
-                &shared
-            }
-        };
-        let frozen = Frozen { reference, reward };
+        let reference = reference_of(reference, &actor);
+        let frozen = Frozen { reference: &reference, reward };
         let (actor, stats) = iteration(actor, optim, &batch, &frozen, cfg, &mut state.kl, &mut state.rng);
         state.iteration += 1;
         let record = IterationRecord { iteration: state.iteration, stats };

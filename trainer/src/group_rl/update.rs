@@ -12,7 +12,10 @@ use super::{GroupBatch, GroupConfig};
 use crate::{
     backend::TrainBackend,
     model::Llama,
-    ppo::rollout::{answer_logits, answer_logprobs, entropy, rows_tensor, SeqBatch},
+    ppo::{
+        rollout::{answer_logits, answer_logprobs, entropy, rows_tensor, SeqBatch},
+        update::select,
+    },
     rl::{
         group::KlPlacement,
         group_loss::group_policy_loss,
@@ -39,10 +42,6 @@ pub struct UpdateStats {
     pub steps: usize,
     /// Whether the approximate-KL limit ended the update.
     pub early_stopped: bool,
-}
-
-fn select<T: Clone>(rows: &[T], idx: &[usize]) -> Vec<T> {
-    idx.iter().map(|&i| rows[i].clone()).collect()
 }
 
 /// Runs the update with KL coefficient `beta` and returns the trained policy.

@@ -67,6 +67,18 @@ pub struct PpoState {
     pub history: Vec<IterationRecord>,
 }
 
+/// The reference an iteration reads: `given` (full fine-tuning's frozen copy), else `actor`'s base with its
+/// adapters switched off (no copy of the weights).
+pub fn reference_of<'a, B: TrainBackend>(
+    given: Option<&'a Llama<B::InnerBackend>>,
+    actor: &Llama<B>,
+) -> std::borrow::Cow<'a, Llama<B::InnerBackend>> {
+    match given {
+        Some(r) => std::borrow::Cow::Borrowed(r),
+        None => std::borrow::Cow::Owned(without_adapters(&actor.valid())),
+    }
+}
+
 impl Counted for PpoState {
     fn done(&self) -> usize {
         self.iteration
@@ -94,15 +106,8 @@ pub fn run<B: TrainBackend, O: Optimizer<ActorCritic<B>, B>>(
     let it = Iterations { total: run.iterations, checkpoint_every: run.checkpoint_every, run_dir };
     iterate(model, optim, state, it, cancelled, |model, optim, state| {
         let batch = run.prompt_batch(prompts, state.iteration);
-        let shared;
-        let reference = match reference {
-            Some(r) => r,
-            None => {
-                shared = without_adapters(&model.actor.valid());
-                &shared
-            }
-        };
-        let frozen = Frozen { reference, reward };
+        let reference = reference_of(reference, &model.actor);
+        let frozen = Frozen { reference: &reference, reward };
         let (model, stats) = iteration(model, optim, &batch, &frozen, cfg, &mut state.kl, &mut state.rng);
         state.iteration += 1;
         let record = IterationRecord { iteration: state.iteration, stats };

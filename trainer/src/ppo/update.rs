@@ -40,7 +40,8 @@ pub struct UpdateStats {
 
 use crate::rl::losses::scalar_f64 as scalar;
 
-fn select(rows: &[Vec<f32>], idx: &[usize]) -> Vec<Vec<f32>> {
+/// The rows of `rows` at `idx`, in that order (a minibatch of per-answer values).
+pub(crate) fn select<T: Clone>(rows: &[T], idx: &[usize]) -> Vec<T> {
     idx.iter().map(|&i| rows[i].clone()).collect()
 }
 

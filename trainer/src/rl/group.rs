@@ -52,6 +52,12 @@ fn std(x: &[f32]) -> f32 {
     (x.iter().map(|v| (v - m).powi(2)).sum::<f32>() / (x.len() - 1) as f32).sqrt()
 }
 
+/// The sample standard deviation of each group's rewards (`[groups · k]`, groups adjacent): the signal a
+/// group gives; 0 when all its answers got the same reward.
+pub fn group_std(rewards: &[f32], k: usize) -> Vec<f32> {
+    rewards.chunks(k).map(std).collect()
+}
+
 /// One advantage per answer. `rewards`: `[groups · k]`, each group's K answers adjacent. Panics unless `k ≥ 2`
 /// divides the length (the caller samples whole groups).
 pub fn group_advantages(rewards: &[f32], k: usize, baseline: Baseline) -> Vec<f32> {
@@ -170,6 +176,7 @@ mod tests {
         close(&group_advantages(&r, 2, Baseline::GroupMean), &[-1.0, 1.0, -0.25, 0.25]);
         // Answers all alike: GRPO gives 0, not a division by zero.
         close(&group_advantages(&[2.0, 2.0], 2, Baseline::GroupNormalised), &[0.0, 0.0]);
+        close(&group_std(&r, 2), &[s1, s2]);
     }
 
     #[test]
